@@ -1,0 +1,102 @@
+"""Validators shared by the catalog's defaults and an integration's config."""
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+from .choices import CanonicalStatus, SignatureScheme
+
+
+def validate_status_mapping(value) -> None:
+    """``{canonical_status: [raw strings]}``, each raw value under one status only."""
+    if value in (None, {}):
+        return
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object mapping canonical statuses to lists of raw values.")
+    unknown = sorted(set(value) - set(CanonicalStatus.values))
+    if unknown:
+        raise ValidationError(
+            f"Unknown canonical status(es): {', '.join(unknown)}. Allowed: {', '.join(CanonicalStatus.values)}."
+        )
+    seen: dict[str, str] = {}
+    for canonical, raws in value.items():
+        if not isinstance(raws, list) or not all(isinstance(r, str) and r for r in raws):
+            raise ValidationError(f"'{canonical}' must be a list of non-empty strings.")
+        for raw in raws:
+            if raw in seen and seen[raw] != canonical:
+                raise ValidationError(f"Raw value '{raw}' is mapped to both '{seen[raw]}' and '{canonical}'.")
+            seen[raw] = canonical
+
+
+def validate_http_url(value) -> None:
+    if not value:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Must be an absolute http(s) URL.")
+    if parts.username or parts.password:
+        raise ValidationError("Must not carry credentials in the URL.")
+
+
+def validate_endpoint(value) -> None:
+    """A path relative to the base URL ('/status') or an absolute http(s) URL."""
+    if not value:
+        return
+    if value.startswith("/"):
+        if value.startswith("//") or "\\" in value:
+            raise ValidationError("Must be a path starting with a single '/', or an absolute http(s) URL.")
+        return
+    validate_http_url(value)
+
+
+def validate_string_list(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Must be a list of strings.")
+
+
+def validate_signature_scheme(value) -> None:
+    if value and value not in SignatureScheme.values:
+        raise ValidationError(f"Unknown signature scheme. Allowed: {', '.join(SignatureScheme.values)}.")
+
+
+CREDENTIAL_FIELD_KEYS = {"name", "label", "secret", "required", "help_text"}
+
+
+def validate_credential_fields(value) -> None:
+    """``[{"name", "label"?, "secret": bool, "required": bool, "help_text"?}]``."""
+    if not isinstance(value, list):
+        raise ValidationError("Must be a list of field definitions.")
+    names = set()
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValidationError("Each credential field needs a non-empty 'name'.")
+        extra = set(item) - CREDENTIAL_FIELD_KEYS
+        if extra:
+            raise ValidationError(f"Unknown key(s) in credential field: {', '.join(sorted(extra))}.")
+        if item["name"] in names:
+            raise ValidationError(f"Credential field '{item['name']}' is defined twice.")
+        names.add(item["name"])
+
+
+OAUTH_CONFIG_KEYS = {
+    "authorize_url", "token_url", "revoke_url", "client_id", "scopes", "pkce", "issuer",
+    "token_auth_method", "extra_authorize_params",
+}
+
+
+def validate_oauth_config(value) -> None:
+    if value in (None, {}):
+        return
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object.")
+    extra = set(value) - OAUTH_CONFIG_KEYS
+    if extra:
+        raise ValidationError(f"Unknown key(s): {', '.join(sorted(extra))}.")
+    for key in ("authorize_url", "token_url", "revoke_url"):
+        if value.get(key):
+            validate_http_url(value[key])
+    if "scopes" in value:
+        validate_string_list(value["scopes"])
+    if value.get("token_auth_method", "client_secret_basic") not in ("client_secret_basic", "client_secret_post"):
+        raise ValidationError("token_auth_method must be client_secret_basic or client_secret_post.")
+    if "extra_authorize_params" in value and not isinstance(value["extra_authorize_params"], dict):
+        raise ValidationError("extra_authorize_params must be an object.")

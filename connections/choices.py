@@ -1,0 +1,46 @@
+from django.db import models
+
+
+class Environment(models.TextChoices):
+    PRODUCTION = "production", "Production"
+    SANDBOX = "sandbox", "Sandbox"
+
+
+class IntegrationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CONNECTED = "connected", "Connected"
+    ERROR = "error", "Error"
+    DISABLED = "disabled", "Disabled"
+
+
+class HealthState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class UpdateMethod(models.TextChoices):
+    POLLING = "polling", "Polling"
+    SSE = "sse", "Server-sent events"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class CredentialType(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    BEARER = "bearer", "Bearer token"
+    BASIC = "basic", "Basic auth"
+    OAUTH2 = "oauth2", "OAuth 2.0 tokens"
+    CUSTOM = "custom", "Custom fields"
+
+
+class CredentialStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+    ERROR = "error", "Error"
+
+
+POLLING_INTERVAL_RANGE = (5, 300)
+TIMEOUT_RANGE = (1, 60)
+RETRY_RANGE = (0, 10)

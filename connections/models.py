@@ -1,0 +1,194 @@
+import uuid
+
+from django.conf import settings as django_settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from catalog import validators
+from integrations_site.crypto import EncryptedJSONField
+from tenants.models import TenantScopedQuerySet
+
+from .choices import (
+    POLLING_INTERVAL_RANGE,
+    RETRY_RANGE,
+    TIMEOUT_RANGE,
+    CredentialStatus,
+    CredentialType,
+    Environment,
+    HealthState,
+    IntegrationStatus,
+    UpdateMethod,
+)
+
+
+class IntegrationQuerySet(TenantScopedQuerySet):
+    def live(self):
+        return self.filter(deleted_at__isnull=True)
+
+
+# Config fields: what a ConfigVersion snapshots and a restore puts back.
+CONFIG_FIELDS = (
+    "name", "description", "environment", "api_base_url", "test_endpoint", "status_endpoint",
+    "status_mapping", "update_method", "polling_interval_seconds", "timeout_seconds", "retry_count",
+    "settings", "user_scoped", "search_enabled", "limit_monthly_budget", "limit_tokens",
+    "limit_requests_per_minute",
+)
+
+
+class Integration(models.Model):
+    """A tenant's instance of a provider: config, lifecycle and cached health."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="integrations")
+    provider = models.ForeignKey(
+        "catalog.IntegrationProvider", on_delete=models.PROTECT, related_name="integrations"
+    )
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.PRODUCTION)
+    status = models.CharField(
+        max_length=16, choices=IntegrationStatus.choices, default=IntegrationStatus.PENDING, db_index=True
+    )
+    health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+
+    api_base_url = models.URLField(max_length=500, blank=True, validators=[validators.validate_http_url])
+    test_endpoint = models.CharField(max_length=500, blank=True, validators=[validators.validate_endpoint])
+    status_endpoint = models.CharField(max_length=500, blank=True, validators=[validators.validate_endpoint])
+    status_mapping = models.JSONField(default=dict, blank=True, validators=[validators.validate_status_mapping])
+    update_method = models.CharField(max_length=16, choices=UpdateMethod.choices, default=UpdateMethod.POLLING)
+    polling_interval_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(POLLING_INTERVAL_RANGE[0]), MaxValueValidator(POLLING_INTERVAL_RANGE[1])]
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(TIMEOUT_RANGE[0]), MaxValueValidator(TIMEOUT_RANGE[1])]
+    )
+    retry_count = models.PositiveIntegerField(
+        default=3, validators=[MinValueValidator(RETRY_RANGE[0]), MaxValueValidator(RETRY_RANGE[1])]
+    )
+    settings = models.JSONField(default=dict, blank=True)
+    user_scoped = models.BooleanField(default=False)
+    search_enabled = models.BooleanField(default=False)
+    limit_monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    limit_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    limit_requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = IntegrationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], condition=Q(deleted_at__isnull=True), name="integration_unique_live_name"
+            ),
+            models.CheckConstraint(
+                condition=Q(polling_interval_seconds__gte=5) & Q(polling_interval_seconds__lte=300),
+                name="integration_polling_interval_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=1) & Q(timeout_seconds__lte=60), name="integration_timeout_range"
+            ),
+            models.CheckConstraint(condition=Q(retry_count__lte=10), name="integration_retry_range"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="integration_tenant_created"),
+            models.Index(fields=["next_check_at"], name="integration_next_check", condition=Q(deleted_at__isnull=True)),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def config_snapshot(self) -> dict:
+        """The non-secret config, JSON-ready."""
+        snapshot = {}
+        for field in CONFIG_FIELDS:
+            value = getattr(self, field)
+            snapshot[field] = str(value) if field == "limit_monthly_budget" and value is not None else value
+        return snapshot
+
+
+class Credential(models.Model):
+    """Secrets for one integration (and, when user-scoped, one user). Encrypted at rest."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="credentials")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="credentials")
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
+    type = models.CharField(max_length=16, choices=CredentialType.choices)
+    payload = EncryptedJSONField(null=True, blank=True, help_text="Encrypted; never displayed.")
+    public_fields = models.JSONField(
+        default=dict, blank=True, help_text="Non-secret parts of the credential (header name, username, scopes)."
+    )
+    hint = models.CharField(max_length=8, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=CredentialStatus.choices, default=CredentialStatus.ACTIVE)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_validated_at = models.DateTimeField(null=True, blank=True)
+    validation_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration"], condition=Q(user__isnull=True), name="credential_one_per_integration"
+            ),
+            models.UniqueConstraint(
+                fields=["integration", "user"], condition=Q(user__isnull=False), name="credential_one_per_user"
+            ),
+        ]
+
+    def __str__(self):
+        hint = f" …{self.hint}" if self.hint else ""
+        return f"{self.get_type_display()}{hint} ({self.status})"
+
+    @property
+    def is_set(self) -> bool:
+        return self.payload is not None
+
+
+class ConfigVersion(models.Model):
+    """One numbered snapshot of an integration's non-secret config."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField(encoder=DjangoJSONEncoder)
+    credential_version = models.PositiveIntegerField(null=True, blank=True)
+    author = models.CharField(max_length=200, blank=True)
+    author_user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["integration", "number"], name="config_version_unique_number")]
+
+    def __str__(self):
+        return f"{self.integration} v{self.number}"

@@ -1,0 +1,19 @@
+"""Test settings: PostgreSQL and Redis on loopback (started by scripts/test.sh)."""
+from .base import *  # noqa: F401,F403
+from .base import env
+
+DEBUG = False
+SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://ih:ih@127.0.0.1:55432/ih")}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+FERNET_KEYS = env.list(
+    "FERNET_KEYS",
+    default=["dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE="],
+)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+CELERY_TASK_ALWAYS_EAGER = False
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405

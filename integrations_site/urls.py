@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+from .api import errors
+
+api_v1 = [
+    path("", include("tenants.api.urls")),
+    path("", include("catalog.api.urls")),
+    path("", include("connections.api.urls")),
+    path("", include("audit.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("healthz", views.healthz, name="healthz"),
+    re_path(r"^api/", errors.api_not_found),
+]
+
+handler400 = "integrations_site.api.errors.handler400"
+handler403 = "integrations_site.api.errors.handler403"
+handler404 = "integrations_site.api.errors.handler404"
+handler500 = "integrations_site.api.errors.handler500"

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Run the integrations hub locally: bash scripts/run.sh
+#
+# Embedded defaults, no external servers: SQLite in var/ and Celery's
+# filesystem broker (settings: integrations_site.settings.local).
+# Starts the web server, a Celery worker and Celery beat; Ctrl-C stops all
+# three.  Worker and beat log to var/log/; the web server logs to stdout.
+#
+# Environment:
+#   HOST, PORT        where the web server listens (default 127.0.0.1:8000)
+#   RUN_ONCE_CHECK=1  start everything, wait until /healthz answers, print the
+#                     URL, stop everything and exit 0 (a smoke test)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${ROOT}/.venv"
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+LOG_DIR="${ROOT}/var/log"
+HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-30}"
+STOP_TIMEOUT="${STOP_TIMEOUT:-20}"
+
+say() { printf '[run] %s\n' "$*" >&2; }
+
+ensure_venv() {
+    if [[ -x "${VENV}/bin/python" ]] && "${VENV}/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        return 0
+    fi
+    say "creating ${VENV} with ${PYTHON}"
+    rm -rf "${VENV}"
+    "${PYTHON}" -m venv "${VENV}"
+}
+
+ensure_deps() {
+    [[ -f requirements.txt ]] || { say "missing requirements.txt"; exit 1; }
+    local sum stamp
+    sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
+    stamp="${VENV}/.deps-run-${sum}"
+    [[ -f "${stamp}" ]] && return 0
+    say "installing requirements.txt into .venv"
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    rm -f "${VENV}"/.deps-run-*
+    touch "${stamp}"
+}
+
+ensure_venv
+ensure_deps
+
+export DJANGO_SETTINGS_MODULE=integrations_site.settings.local
+export PYTHONUNBUFFERED=1
+mkdir -p "${LOG_DIR}"
+
+"${VENV}/bin/python" manage.py migrate --noinput
+"${VENV}/bin/python" manage.py seed_demo
+
+# Where runserver binds, and the address to poll and show (a wildcard bind
+# is reached on loopback).
+BARE_HOST="${HOST#[}"
+BARE_HOST="${BARE_HOST%]}"
+case "${BARE_HOST}" in
+    0.0.0.0 | "") LISTEN_HOST="0.0.0.0" URL_HOST="127.0.0.1" ;;
+    ::) LISTEN_HOST="[::]" URL_HOST="[::1]" ;;
+    *:*) LISTEN_HOST="[${BARE_HOST}]" URL_HOST="[${BARE_HOST}]" ;;
+    *) LISTEN_HOST="${BARE_HOST}" URL_HOST="${BARE_HOST}" ;;
+esac
+BASE_URL="http://${URL_HOST}:${PORT}"
+
+PIDS=()
+NAMES=()
+STOPPING=0
+
+# Start a child, its output appended to a log file ("-": inherit stdout).
+# Background children of a script ignore SIGINT, so stop_all stops them
+# explicitly with SIGTERM.
+start_child() {
+    local name="$1" log="$2"
+    shift 2
+    if [[ "${log}" == "-" ]]; then
+        "$@" &
+    else
+        "$@" >>"${log}" 2>&1 &
+    fi
+    PIDS+=("$!")
+    NAMES+=("${name}")
+    if [[ "${log}" == "-" ]]; then
+        say "started ${name} (pid $!)"
+    else
+        say "started ${name} (pid $!), log ${log#"${ROOT}"/}"
+    fi
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+stop_all() {
+    [[ ${STOPPING} -eq 1 ]] && return 0
+    STOPPING=1
+    local i pid
+    for i in "${!PIDS[@]}"; do
+        pid="${PIDS[$i]}"
+        if alive "${pid}"; then
+            say "stopping ${NAMES[$i]} (pid ${pid})"
+            kill -TERM "${pid}" 2>/dev/null || true
+        fi
+    done
+    local deadline=$((SECONDS + STOP_TIMEOUT)) any
+    while ((SECONDS < deadline)); do
+        any=0
+        for pid in "${PIDS[@]}"; do
+            alive "${pid}" && any=1
+        done
+        ((any == 0)) && break
+        sleep 0.2
+    done
+    for i in "${!PIDS[@]}"; do
+        pid="${PIDS[$i]}"
+        if alive "${pid}"; then
+            say "${NAMES[$i]} (pid ${pid}) did not stop in ${STOP_TIMEOUT}s: killing it"
+            kill -KILL "${pid}" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "${pid}" 2>/dev/null || true
+    done
+}
+
+# shellcheck disable=SC2317  # invoked by trap
+on_signal() {
+    say "interrupted: shutting down"
+    stop_all
+    exit 130
+}
+
+trap on_signal INT TERM
+trap stop_all EXIT
+
+start_child web - "${VENV}/bin/python" manage.py runserver --noreload "${LISTEN_HOST}:${PORT}"
+start_child worker "${LOG_DIR}/worker.log" "${VENV}/bin/celery" -A integrations_site worker \
+    --loglevel=info --pool=threads --concurrency=8
+start_child beat "${LOG_DIR}/beat.log" "${VENV}/bin/celery" -A integrations_site beat \
+    --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+
+healthy() {
+    "${VENV}/bin/python" - "${BASE_URL}/healthz" <<'EOF' >/dev/null 2>&1
+import sys
+import urllib.request
+
+with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+    sys.exit(0 if response.status == 200 else 1)
+EOF
+}
+
+deadline=$((SECONDS + HEALTH_TIMEOUT))
+until healthy; do
+    for i in "${!PIDS[@]}"; do
+        if ! alive "${PIDS[$i]}"; then
+            if [[ "${NAMES[$i]}" == web ]]; then
+                say "web exited during start-up (its output is above)"
+            else
+                say "${NAMES[$i]} exited during start-up (see ${LOG_DIR}/${NAMES[$i]}.log)"
+            fi
+            exit 1
+        fi
+    done
+    if ((SECONDS >= deadline)); then
+        say "${BASE_URL}/healthz did not answer 200 within ${HEALTH_TIMEOUT}s"
+        exit 1
+    fi
+    sleep 0.5
+done
+
+printf '\nIntegrations hub running at %s/  (admin: /admin/, API docs: /api/docs/)\n' "${BASE_URL}"
+printf 'Worker and beat logs: %s/worker.log, %s/beat.log.  Ctrl-C stops everything.\n\n' "${LOG_DIR}" "${LOG_DIR}"
+
+if [[ "${RUN_ONCE_CHECK:-0}" == "1" ]]; then
+    say "RUN_ONCE_CHECK=1: start-up verified, stopping"
+    stop_all
+    exit 0
+fi
+
+# Stay up until a signal arrives or one of the three exits on its own.
+set +e
+wait -n "${PIDS[@]}"
+rc=$?
+set -e
+for i in "${!PIDS[@]}"; do
+    if ! alive "${PIDS[$i]}"; then
+        say "${NAMES[$i]} exited (status ${rc}): stopping the others"
+        break
+    fi
+done
+stop_all
+exit $((rc == 0 ? 1 : rc))

@@ -1,0 +1,97 @@
+import re
+
+from django.contrib.auth import authenticate
+from rest_framework import exceptions, serializers
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from integrations_site.api.serializers import StrictFieldsMixin
+
+from ..authentication import TENANT_CLAIM, context_for_user, is_super_admin
+from ..choices import Role
+from ..models import ApiKey, Tenant
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)*(:\d{1,5})?$")
+
+
+class TokenObtainSerializer(StrictFieldsMixin, serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(write_only=True, style={"input_type": "password"})
+    tenant = serializers.SlugField(required=False, allow_blank=True, help_text="Tenant slug; super admins may omit it.")
+
+    def validate(self, attrs):
+        user = authenticate(self.context.get("request"), username=attrs["username"], password=attrs["password"])
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid username or password.")
+        slug = attrs.get("tenant") or None
+        if slug is None and not is_super_admin(user):
+            raise serializers.ValidationError({"tenant": ["This field is required."]})
+        ctx = context_for_user(user, tenant_slug=slug) if slug else context_for_user(user)
+        refresh = RefreshToken.for_user(user)
+        if ctx.tenant is not None:
+            refresh[TENANT_CLAIM] = str(ctx.tenant.pk)
+        refresh["role"] = ctx.role
+        return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class AllowedHostsField(serializers.ListField):
+    child = serializers.CharField(max_length=260)
+
+    def to_internal_value(self, data):
+        hosts = super().to_internal_value(data)
+        cleaned = []
+        for host in hosts:
+            value = host.strip().lower()
+            if not HOSTNAME.match(value):
+                raise serializers.ValidationError(
+                    f"'{host}' is not a host name (give a bare host like 'app.example.com', no scheme or path)."
+                )
+            if value not in cleaned:
+                cleaned.append(value)
+        return cleaned
+
+
+class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    allowed_return_hosts = AllowedHostsField(required=False)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "plan", "is_active", "allowed_return_hosts", "created_at", "updated_at"]
+        read_only_fields = ["id", "slug", "plan", "is_active", "created_at", "updated_at"]
+
+
+class AdminTenantSerializer(TenantSerializer):
+    class Meta(TenantSerializer.Meta):
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ApiKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    display = serializers.CharField(read_only=True)
+    is_active = serializers.BooleanField(source="is_usable", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id", "name", "role", "display", "prefix", "last4", "expires_at", "revoked_at",
+            "last_used_at", "is_active", "created_at",
+        ]
+        read_only_fields = ["id", "prefix", "last4", "revoked_at", "last_used_at", "created_at"]
+
+    def validate_expires_at(self, value):
+        from django.utils import timezone
+
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The full key. Shown once; store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ApiKeySerializer.Meta.fields + ["key"]

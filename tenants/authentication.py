@@ -1,0 +1,178 @@
+"""Authentication: JWT (the token carries the tenant), API keys, admin sessions.
+
+Each authenticator answers ``(user, TenantContext)`` so that views, the role
+check and the audit trail read one object: ``request.auth``.
+"""
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework_simplejwt.authentication import JWTAuthentication
+
+from audit.services import Actor
+
+from .choices import SUPER_ADMIN, SUPER_ADMIN_GROUP
+from .models import ApiKey, Membership, Tenant
+
+API_KEY_PREFIX = "ihk_"
+TENANT_CLAIM = "tenant_id"
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    """The caller as the API sees it: tenant (None = platform-wide), role, and who."""
+
+    tenant: Tenant | None
+    role: str | None
+    user: Any = None
+    api_key: ApiKey | None = None
+
+    @property
+    def is_super_admin(self) -> bool:
+        return self.role == SUPER_ADMIN
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user=self.user if self.api_key is None else None, api_key=self.api_key)
+
+
+def is_super_admin(user) -> bool:
+    if not user or not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return user.is_staff and user.groups.filter(name=SUPER_ADMIN_GROUP).exists()
+
+
+def context_for_user(user, tenant_id=None, tenant_slug=None) -> TenantContext:
+    """Resolve the tenant and role of a user for one tenant (or platform-wide)."""
+    super_admin = is_super_admin(user)
+    if tenant_id is None and tenant_slug is None:
+        if super_admin:
+            return TenantContext(tenant=None, role=SUPER_ADMIN, user=user)
+        membership = (
+            Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True).first()
+        )
+        if membership is None:
+            return TenantContext(tenant=None, role=None, user=user)
+        return TenantContext(tenant=membership.tenant, role=membership.role, user=user)
+    lookup = {"tenant_id": tenant_id} if tenant_id is not None else {"tenant__slug": tenant_slug}
+    membership = (
+        Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True, **lookup).first()
+    )
+    if membership is not None:
+        return TenantContext(tenant=membership.tenant, role=SUPER_ADMIN if super_admin else membership.role, user=user)
+    if super_admin:
+        tenant_lookup = {"id": tenant_id} if tenant_id is not None else {"slug": tenant_slug}
+        tenant = Tenant.objects.filter(is_active=True, **tenant_lookup).first()
+        if tenant is not None:
+            return TenantContext(tenant=tenant, role=SUPER_ADMIN, user=user)
+    raise exceptions.AuthenticationFailed("No active membership in that tenant.")
+
+
+class TenantJWTAuthentication(JWTAuthentication):
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, token = result
+        tenant_id = token.get(TENANT_CLAIM)
+        if tenant_id:
+            return user, context_for_user(user, tenant_id=tenant_id)
+        if is_super_admin(user):
+            return user, context_for_user(user)
+        raise exceptions.AuthenticationFailed("The token names no tenant.")
+
+
+class TenantSessionAuthentication(authentication.SessionAuthentication):
+    """Session auth for the admin and browsable API; ``X-Tenant`` picks a tenant by slug."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, _ = result
+        slug = request.META.get("HTTP_X_TENANT") or None
+        return user, context_for_user(user, tenant_slug=slug)
+
+
+class ApiKeyUser:
+    """The principal of a request authenticated by an API key (no Django user)."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.username = f"api-key:{api_key.prefix}"
+
+    def get_username(self):
+        return self.username
+
+    def __str__(self):
+        return self.username
+
+
+def hash_api_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def split_api_key(raw: str) -> str | None:
+    """Return the lookup prefix of a well-formed key, else None."""
+    if not raw.startswith(API_KEY_PREFIX):
+        return None
+    parts = raw[len(API_KEY_PREFIX):].split("_", 1)
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        return None
+    return parts[0]
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Api-Key <key>`` or ``X-API-Key: <key>``."""
+
+    keyword = "Api-Key"
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+    def authenticate(self, request):
+        raw = request.META.get("HTTP_X_API_KEY", "").strip()
+        if not raw:
+            header = request.META.get("HTTP_AUTHORIZATION", "")
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != self.keyword.lower():
+                return None
+            raw = value.strip()
+        prefix = split_api_key(raw)
+        if prefix is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+        if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_api_key(raw)):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if api_key.is_revoked:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        if api_key.is_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        if not api_key.tenant.is_active:
+            raise exceptions.AuthenticationFailed("This tenant is not active.")
+        self._touch(api_key)
+        return ApiKeyUser(api_key), TenantContext(tenant=api_key.tenant, role=api_key.role, api_key=api_key)
+
+    @staticmethod
+    def _touch(api_key: ApiKey) -> None:
+        # One write per key per resolution window, not one per request.
+        now = timezone.now()
+        window = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+        if api_key.last_used_at is None or now - api_key.last_used_at > window:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now

@@ -1,0 +1,85 @@
+"""Tenant, membership and API key operations. Each is atomic and audited."""
+import secrets
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import Actor, audit_record
+
+from .authentication import API_KEY_PREFIX, hash_api_key
+from .models import ApiKey, Tenant
+
+TENANT_FIELDS = ("name", "slug", "plan", "is_active", "allowed_return_hosts")
+
+
+def _diff(instance, data: dict) -> dict:
+    changes = {}
+    for field, value in data.items():
+        old = getattr(instance, field)
+        if old != value:
+            changes[field] = {"from": old, "to": value}
+    return changes
+
+
+@transaction.atomic
+def tenant_create(*, actor: Actor, data: dict) -> Tenant:
+    tenant = Tenant.objects.create(**{k: v for k, v in data.items() if k in TENANT_FIELDS})
+    audit_record(actor=actor, action="tenant.created", target=tenant, tenant=tenant,
+                 changes={k: {"to": getattr(tenant, k)} for k in data if k in TENANT_FIELDS})
+    return tenant
+
+
+@transaction.atomic
+def tenant_update(*, actor: Actor, tenant: Tenant, data: dict) -> Tenant:
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    changes = _diff(tenant, {k: v for k, v in data.items() if k in TENANT_FIELDS})
+    if changes:
+        for field, change in changes.items():
+            setattr(tenant, field, change["to"])
+        tenant.save()
+        audit_record(actor=actor, action="tenant.updated", target=tenant, tenant=tenant, changes=changes)
+    return tenant
+
+
+@transaction.atomic
+def tenant_delete(*, actor: Actor, tenant: Tenant) -> None:
+    audit_record(actor=actor, action="tenant.deleted", target=tenant, tenant=None)
+    tenant.delete()
+
+
+def _new_raw_key() -> tuple[str, str]:
+    prefix = secrets.token_hex(6)
+    return prefix, f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+
+
+@transaction.atomic
+def api_key_create(
+    *, actor: Actor, tenant: Tenant, name: str, role: str, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is never retrievable again."""
+    prefix, raw = _new_raw_key()
+    api_key = ApiKey.objects.create(
+        tenant=tenant,
+        name=name,
+        role=role,
+        prefix=prefix,
+        key_hash=hash_api_key(raw),
+        last4=raw[-4:],
+        expires_at=expires_at,
+        created_by=actor.user if getattr(actor.user, "pk", None) else None,
+    )
+    audit_record(actor=actor, action="api_key.created", target=api_key, tenant=tenant,
+                 changes={"name": {"to": name}, "role": {"to": role}, "expires_at": {"to": expires_at}})
+    return api_key, raw
+
+
+@transaction.atomic
+def api_key_revoke(*, actor: Actor, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; revoking twice is a no-op."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit_record(actor=actor, action="api_key.revoked", target=api_key, tenant=api_key.tenant)
+    return api_key

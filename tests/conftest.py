@@ -1,0 +1,134 @@
+"""Shared fixtures.
+
+Every test runs with a suite-wide guard: each plaintext that goes through
+Fernet encryption is remembered, and every response from the Django or DRF
+test clients is checked for it. A secret in any API body or admin page fails
+the test that produced it.
+"""
+import json
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from integrations_site import crypto
+from tenants.authentication import TENANT_CLAIM
+from tenants.choices import SUPER_ADMIN, Role
+from tests.catalog.factories import ProviderFactory
+from tests.connections.factories import IntegrationFactory
+from tests.tenants.factories import MembershipFactory, TenantFactory, UserFactory
+
+ROLES = (SUPER_ADMIN, Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value)
+MIN_SECRET_LENGTH = 6
+
+STORED_SECRETS: set[str] = set()
+
+
+def _remember(plaintext: str) -> None:
+    try:
+        value = json.loads(plaintext)
+    except ValueError:
+        value = plaintext
+    values = value.values() if isinstance(value, dict) else [value]
+    for item in values:
+        if isinstance(item, str) and len(item) >= MIN_SECRET_LENGTH:
+            STORED_SECRETS.add(item)
+
+
+@pytest.fixture(autouse=True)
+def secret_guard(monkeypatch):
+    """Remember every encrypted plaintext; fail on any response that shows one."""
+    STORED_SECRETS.clear()
+    original_encrypt = crypto.encrypt_str
+
+    def recording_encrypt(value: str) -> str:
+        _remember(value)
+        return original_encrypt(value)
+
+    monkeypatch.setattr(crypto, "encrypt_str", recording_encrypt)
+
+    def checked(method):
+        def wrapper(self, *args, **kwargs):
+            response = method(self, *args, **kwargs)
+            body = b"".join(response.streaming_content) if getattr(response, "streaming", False) else response.content
+            text = body.decode("utf-8", errors="replace")
+            leaked = [s for s in STORED_SECRETS if s in text]
+            assert not leaked, f"a stored secret appeared in the response to {args[:1]}"
+            return response
+
+        return wrapper
+
+    monkeypatch.setattr(Client, "request", checked(Client.request))
+    monkeypatch.setattr(APIClient, "request", checked(APIClient.request))
+    yield
+
+
+@pytest.fixture
+def tenant(db):
+    return TenantFactory(name="Acme", slug="acme", plan="pro")
+
+
+@pytest.fixture
+def other_tenant(db):
+    return TenantFactory(name="Globex", slug="globex", plan="pro")
+
+
+@pytest.fixture
+def provider(db):
+    return ProviderFactory(slug="generic-rest", name="Generic REST", auth_type="none")
+
+
+@pytest.fixture
+def integration(tenant, provider):
+    return IntegrationFactory(tenant=tenant, provider=provider, name="Main API")
+
+
+def make_user(role: str, tenant=None, username: str | None = None):
+    """A user holding ``role`` in ``tenant`` (super_admin: a superuser)."""
+    if role == SUPER_ADMIN:
+        return UserFactory(username=username or "root", is_superuser=True, is_staff=True)
+    user = UserFactory(username=username or f"{role}-{tenant.slug}")
+    MembershipFactory(user=user, tenant=tenant, role=role)
+    return user
+
+
+def token_client(user, tenant=None) -> APIClient:
+    """An APIClient authenticated through the real JWT path."""
+    refresh = RefreshToken.for_user(user)
+    if tenant is not None:
+        refresh[TENANT_CLAIM] = str(tenant.pk)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {refresh.access_token}")
+    return client
+
+
+@pytest.fixture
+def client_for(db, tenant, other_tenant):
+    """``client_for(role)``: roles, plus 'anonymous' and 'other_tenant' (an admin of another tenant).
+
+    super_admin gets a platform-wide token; ``client_for('super_admin', scoped=True)`` one for ``tenant``.
+    """
+    cache = {}
+
+    def build(role: str, scoped: bool = False) -> APIClient:
+        key = (role, scoped)
+        if key in cache:
+            return cache[key]
+        if role == "anonymous":
+            client = APIClient()
+        elif role == "other_tenant":
+            client = token_client(make_user(Role.TENANT_ADMIN, other_tenant, "other-admin"), other_tenant)
+        elif role == SUPER_ADMIN:
+            client = token_client(make_user(SUPER_ADMIN), tenant if scoped else None)
+        else:
+            client = token_client(make_user(role, tenant), tenant)
+        cache[key] = client
+        return client
+
+    return build
+
+
+@pytest.fixture
+def admin_client_api(client_for):
+    return client_for(Role.TENANT_ADMIN.value)
