@@ -1,6 +1,8 @@
 import django_filters
 from django.db.models import Q
 
+from integrations_site.api.filters import UtcIsoDateTimeFilter
+
 from .models import AuditEvent
 
 
@@ -10,8 +12,8 @@ class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(lookup_expr="icontains")
     target = django_filters.CharFilter(method="filter_target", help_text="Target id, or a type like 'connections.integration'.")
     target_type = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
     class Meta:
         model = AuditEvent

@@ -58,11 +58,14 @@ def validate_signature_scheme(value) -> None:
         raise ValidationError(f"Unknown signature scheme. Allowed: {', '.join(SignatureScheme.values)}.")
 
 
-CREDENTIAL_FIELD_KEYS = {"name", "label", "secret", "required", "help_text"}
+CREDENTIAL_FIELD_KEYS = {"name", "label", "secret", "required", "help_text", "header"}
 
 
 def validate_credential_fields(value) -> None:
-    """``[{"name", "label"?, "secret": bool, "required": bool, "help_text"?}]``."""
+    """``[{"name", "label"?, "secret": bool, "required": bool, "help_text"?, "header"?}]``.
+
+    ``header`` names the HTTP header the value is sent in by the generic REST adapter.
+    """
     if not isinstance(value, list):
         raise ValidationError("Must be a list of field definitions.")
     names = set()

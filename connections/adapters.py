@@ -3,6 +3,7 @@
 Providers are rows that staff edit; the shape of a kind of credential is code.
 ``custom`` credentials take their fields from the provider's ``credential_fields``.
 """
+import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,3 +117,33 @@ def split_credential(credential_type: str, provider, data: dict) -> tuple[dict, 
         (secret if spec.secret else public)[spec.name] = cleaned
     hint_source = secret.get(HINT_FIELD.get(credential_type, ""), "") or next(iter(secret.values()), "")
     return secret, public, make_hint(str(hint_source))
+
+
+def auth_headers(credential, provider) -> dict[str, str]:
+    """Request headers that authenticate with ``credential`` (generic REST adapter).
+
+    The values are secrets: callers pass them to the outbound client only and
+    never log or store them.
+    """
+    if credential is None or not credential.is_set:
+        return {}
+    secret, public = credential.payload or {}, credential.public_fields or {}
+    kind = credential.type
+    if kind == CredentialType.API_KEY:
+        return {public.get("header_name") or "X-API-Key": secret["api_key"]}
+    if kind == CredentialType.BEARER:
+        return {"Authorization": f"Bearer {secret['token']}"}
+    if kind == CredentialType.OAUTH2:
+        return {"Authorization": f"{public.get('token_type') or 'Bearer'} {secret['access_token']}"}
+    if kind == CredentialType.BASIC:
+        raw = f"{public.get('username', '')}:{secret.get('password', '')}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+    if kind == CredentialType.CUSTOM:
+        headers = {}
+        for spec in provider.credential_fields:
+            header = spec.get("header")
+            value = secret.get(spec["name"], public.get(spec["name"]))
+            if header and value:
+                headers[header] = str(value)
+        return headers
+    return {}

@@ -44,3 +44,28 @@ class CredentialStatus(models.TextChoices):
 POLLING_INTERVAL_RANGE = (5, 300)
 TIMEOUT_RANGE = (1, 60)
 RETRY_RANGE = (0, 10)
+
+
+class CheckKind(models.TextChoices):
+    TEST = "test", "Connection test"
+    HEALTH = "health", "Scheduled health check"
+    SYSTEM = "system", "System test"
+
+
+class CheckState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+
+
+class CheckError(models.TextChoices):
+    CONNECTION_FAILED = "CONNECTION_FAILED", "Connection failed"
+    TIMEOUT = "TIMEOUT", "Timeout"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS", "Invalid credentials"
+    UNEXPECTED_STATUS = "UNEXPECTED_STATUS", "Unexpected status"
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED", "URL not allowed"
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE", "Response too large"
+    NOT_CONFIGURED = "NOT_CONFIGURED", "Not configured"
+
+
+HEALTH_INTERVAL_RANGE = (10, 86400)

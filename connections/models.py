@@ -10,10 +10,16 @@ from catalog import validators
 from integrations_site.crypto import EncryptedJSONField
 from tenants.models import TenantScopedQuerySet
 
+from catalog.choices import CanonicalStatus
+
 from .choices import (
+    HEALTH_INTERVAL_RANGE,
     POLLING_INTERVAL_RANGE,
     RETRY_RANGE,
     TIMEOUT_RANGE,
+    CheckError,
+    CheckKind,
+    CheckState,
     CredentialStatus,
     CredentialType,
     Environment,
@@ -33,7 +39,8 @@ CONFIG_FIELDS = (
     "name", "description", "environment", "api_base_url", "test_endpoint", "status_endpoint",
     "status_mapping", "update_method", "polling_interval_seconds", "timeout_seconds", "retry_count",
     "settings", "user_scoped", "search_enabled", "limit_monthly_budget", "limit_tokens",
-    "limit_requests_per_minute",
+    "limit_requests_per_minute", "health_check_interval_seconds", "status_items_path", "status_id_field",
+    "status_field",
 )
 
 
@@ -56,6 +63,9 @@ class Integration(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_success_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.JSONField(default=dict, blank=True, help_text="Code and message of the last failed check.")
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
 
     api_base_url = models.URLField(max_length=500, blank=True, validators=[validators.validate_http_url])
     test_endpoint = models.CharField(max_length=500, blank=True, validators=[validators.validate_endpoint])
@@ -71,6 +81,15 @@ class Integration(models.Model):
     retry_count = models.PositiveIntegerField(
         default=3, validators=[MinValueValidator(RETRY_RANGE[0]), MaxValueValidator(RETRY_RANGE[1])]
     )
+    health_check_interval_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(HEALTH_INTERVAL_RANGE[0]), MaxValueValidator(HEALTH_INTERVAL_RANGE[1])],
+    )
+    status_items_path = models.CharField(
+        max_length=200, blank=True, help_text="Dotted path to the list of items in the status answer ('' = the root or its 'items'/'data'/'results')."
+    )
+    status_id_field = models.CharField(max_length=100, default="id")
+    status_field = models.CharField(max_length=100, default="status")
     settings = models.JSONField(default=dict, blank=True)
     user_scoped = models.BooleanField(default=False)
     search_enabled = models.BooleanField(default=False)
@@ -105,6 +124,7 @@ class Integration(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="integration_tenant_created"),
             models.Index(fields=["next_check_at"], name="integration_next_check", condition=Q(deleted_at__isnull=True)),
+            models.Index(fields=["next_poll_at"], name="integration_next_poll", condition=Q(deleted_at__isnull=True)),
         ]
 
     def __str__(self):
@@ -192,3 +212,90 @@ class ConfigVersion(models.Model):
 
     def __str__(self):
         return f"{self.integration} v{self.number}"
+
+
+class ConnectionCheck(models.Model):
+    """One connection test or health check: timings, outcome and a typed error."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="checks")
+    kind = models.CharField(max_length=16, choices=CheckKind.choices, default=CheckKind.TEST)
+    state = models.CharField(max_length=16, choices=CheckState.choices, default=CheckState.COMPLETED)
+    success = models.BooleanField(null=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=32, choices=CheckError.choices, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    sample = models.JSONField(null=True, blank=True)
+    url = models.CharField(max_length=1000, blank=True)
+    requested_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["integration", "-created_at"], name="check_integration_created")]
+
+    def __str__(self):
+        outcome = {True: "ok", False: self.error_code or "failed", None: self.state}[self.success]
+        return f"{self.get_kind_display()} {outcome}"
+
+    @property
+    def tested_at(self):
+        return self.finished_at or self.created_at
+
+
+class ExternalStatus(models.Model):
+    """The latest status of one external item, raw and mapped to a canonical status."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="external_statuses")
+    external_id = models.CharField(max_length=255)
+    raw_status = models.CharField(max_length=255)
+    canonical_status = models.CharField(max_length=16, choices=CanonicalStatus.choices)
+    is_unknown = models.BooleanField(default=False, help_text="The raw value matched no mapping.")
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    last_changed_at = models.DateTimeField()
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "external_id"], name="external_status_unique_item")
+        ]
+        indexes = [models.Index(fields=["integration", "canonical_status"], name="external_status_canonical")]
+        verbose_name_plural = "external statuses"
+
+    def __str__(self):
+        return f"{self.external_id}: {self.canonical_status} ({self.raw_status})"
+
+
+class StatusChange(models.Model):
+    """One change of an external item's status, as seen by a poll."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="status_changes")
+    external_id = models.CharField(max_length=255)
+    old_canonical = models.CharField(max_length=16, choices=CanonicalStatus.choices)
+    new_canonical = models.CharField(max_length=16, choices=CanonicalStatus.choices)
+    old_raw = models.CharField(max_length=255)
+    new_raw = models.CharField(max_length=255)
+    changed_at = models.DateTimeField(db_index=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-changed_at"]
+        indexes = [models.Index(fields=["integration", "-changed_at"], name="status_change_integration")]
+
+    def __str__(self):
+        return f"{self.external_id}: {self.old_canonical} → {self.new_canonical}"

@@ -14,6 +14,9 @@ from . import adapters
 from .choices import CredentialStatus, IntegrationStatus
 from .models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
 
+# Changing one of these queues a connection test.
+CONNECTION_FIELDS = {"api_base_url", "test_endpoint", "timeout_seconds", "retry_count", "settings"}
+
 PROVIDER_DEFAULTS = {
     "api_base_url": "default_api_base_url",
     "test_endpoint": "default_test_endpoint",
@@ -72,6 +75,14 @@ def _record_version(*, integration: Integration, actor: Actor, reason: str) -> C
     )
 
 
+def _queue_test(integration: Integration, actor: Actor) -> None:
+    """Test the connection in the background after a change (not for disabled integrations)."""
+    from .checks import connection_test_queue
+
+    if integration.status != IntegrationStatus.DISABLED:
+        connection_test_queue(integration=integration, actor=actor)
+
+
 def _lock(integration: Integration) -> Integration:
     locked = Integration.objects.select_for_update().select_related("provider", "tenant").get(pk=integration.pk)
     if locked.is_deleted:
@@ -122,40 +133,44 @@ def integration_update(*, actor: Actor, integration: Integration, data: dict) ->
     _save_or_conflict(integration)
     _record_version(integration=integration, actor=actor, reason="updated: " + ", ".join(sorted(changes)))
     audit_record(actor=actor, action="integration.updated", target=integration, changes=changes)
+    if CONNECTION_FIELDS & set(changes):
+        _queue_test(integration, actor)
     return integration
 
 
 @transaction.atomic
 def integration_enable(*, actor: Actor, integration: Integration) -> Integration:
-    """Enable: back to ``pending`` (``connected`` if its credential was last validated). Idempotent."""
+    """Enable: a disabled integration goes back to ``pending`` (``connected`` if its
+    credential was last validated). Enabling an enabled one changes nothing, but
+    the request is still audited so the trail shows every lifecycle step."""
     integration = _lock(integration)
-    if integration.status != IntegrationStatus.DISABLED:
-        return integration
-    _check_plan(tenant=integration.tenant, provider=integration.provider)
-    credential = _current_credential(integration)
-    validated = credential is not None and credential.is_set and credential.status == CredentialStatus.ACTIVE \
-        and credential.last_validated_at is not None
     old = integration.status
-    integration.status = IntegrationStatus.CONNECTED if validated else IntegrationStatus.PENDING
-    integration.next_check_at = timezone.now()
-    integration.save(update_fields=["status", "next_check_at", "updated_at"])
-    audit_record(actor=actor, action="integration.enabled", target=integration,
-                 changes={"status": {"from": old, "to": integration.status}})
+    if integration.status == IntegrationStatus.DISABLED:
+        _check_plan(tenant=integration.tenant, provider=integration.provider)
+        credential = _current_credential(integration)
+        validated = (
+            credential is not None and credential.is_set and credential.status == CredentialStatus.ACTIVE
+            and credential.last_validated_at is not None
+        )
+        integration.status = IntegrationStatus.CONNECTED if validated else IntegrationStatus.PENDING
+        integration.next_check_at = timezone.now()
+        integration.save(update_fields=["status", "next_check_at", "updated_at"])
+    changes = {"status": {"from": old, "to": integration.status}} if old != integration.status else {}
+    audit_record(actor=actor, action="integration.enabled", target=integration, changes=changes)
     return integration
 
 
 @transaction.atomic
 def integration_disable(*, actor: Actor, integration: Integration) -> Integration:
-    """Disable: no checks or polling run until enabled again. Idempotent."""
+    """Disable: no checks or polling run until enabled again. Idempotent; always audited."""
     integration = _lock(integration)
-    if integration.status == IntegrationStatus.DISABLED:
-        return integration
     old = integration.status
-    integration.status = IntegrationStatus.DISABLED
-    integration.next_check_at = None
-    integration.save(update_fields=["status", "next_check_at", "updated_at"])
-    audit_record(actor=actor, action="integration.disabled", target=integration,
-                 changes={"status": {"from": old, "to": integration.status}})
+    if integration.status != IntegrationStatus.DISABLED:
+        integration.status = IntegrationStatus.DISABLED
+        integration.next_check_at = None
+        integration.save(update_fields=["status", "next_check_at", "updated_at"])
+    changes = {"status": {"from": old, "to": integration.status}} if old != integration.status else {}
+    audit_record(actor=actor, action="integration.disabled", target=integration, changes=changes)
     return integration
 
 
@@ -210,6 +225,8 @@ def credential_set(
         changes={"type": credential_type, "version": credential.version, **{k: "set" for k in secret}, **public},
         secret_fields=frozenset(secret_names),
     )
+    if not user:
+        _queue_test(integration, actor)
     return credential
 
 

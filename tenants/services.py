@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from integrations_site.api.errors import ConflictError
 
 from .authentication import API_KEY_PREFIX, hash_api_key
 from .models import ApiKey, Tenant
@@ -22,8 +23,17 @@ def _diff(instance, data: dict) -> dict:
     return changes
 
 
+def _check_slug_free(slug, exclude_pk=None) -> None:
+    taken = Tenant.objects.filter(slug=slug)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ConflictError(f"A tenant with slug '{slug}' already exists.", details={"slug": slug})
+
+
 @transaction.atomic
 def tenant_create(*, actor: Actor, data: dict) -> Tenant:
+    _check_slug_free(data.get("slug"))
     tenant = Tenant.objects.create(**{k: v for k, v in data.items() if k in TENANT_FIELDS})
     audit_record(actor=actor, action="tenant.created", target=tenant, tenant=tenant,
                  changes={k: {"to": getattr(tenant, k)} for k in data if k in TENANT_FIELDS})
@@ -34,6 +44,8 @@ def tenant_create(*, actor: Actor, data: dict) -> Tenant:
 def tenant_update(*, actor: Actor, tenant: Tenant, data: dict) -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     changes = _diff(tenant, {k: v for k, v in data.items() if k in TENANT_FIELDS})
+    if "slug" in changes:
+        _check_slug_free(changes["slug"]["to"], exclude_pk=tenant.pk)
     if changes:
         for field, change in changes.items():
             setattr(tenant, field, change["to"])

@@ -7,5 +7,15 @@ router.register("integrations", views.IntegrationViewSet, basename="integration"
 router.register(
     r"integrations/(?P<integration_pk>[^/.]+)/versions", views.ConfigVersionViewSet, basename="integration-version"
 )
+router.register(
+    r"integrations/(?P<integration_pk>[^/.]+)/checks", views.ConnectionCheckViewSet, basename="integration-check"
+)
+router.register(
+    r"integrations/(?P<integration_pk>[^/.]+)/statuses/changes", views.StatusChangeViewSet,
+    basename="integration-status-change",
+)
+router.register(
+    r"integrations/(?P<integration_pk>[^/.]+)/statuses", views.ExternalStatusViewSet, basename="integration-status"
+)
 
 urlpatterns = router.urls

@@ -6,14 +6,35 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from catalog.models import IntegrationProvider
-from integrations_site.api.errors import IntegrationNotFound, NotFoundError, ProviderNotFound
+from integrations_site.api.errors import (
+    ApiError,
+    IntegrationNotFound,
+    NotFoundError,
+    ProviderNotFound,
+    UrlNotAllowed,
+    ValidationFailed,
+)
 from integrations_site.api.viewsets import TenantScopedViewSet
 
-from .. import selectors, services
-from ..filters import ConfigVersionFilter, IntegrationFilter
-from ..models import ConfigVersion
+from .. import checks, polling, selectors, services
+from ..choices import CheckError
+from ..filters import (
+    ConfigVersionFilter,
+    ConnectionCheckFilter,
+    ExternalStatusFilter,
+    IntegrationFilter,
+    StatusChangeFilter,
+)
+from ..models import ConfigVersion, ConnectionCheck, ExternalStatus, StatusChange
 from .serializers import (
     ConfigVersionSerializer,
+    ConnectionCheckSerializer,
+    ExternalStatusSerializer,
+    HealthSerializer,
+    PollResultSerializer,
+    QueuedCheckSerializer,
+    QueuedPollSerializer,
+    StatusChangeSerializer,
     ConnectionSerializer,
     CredentialInSerializer,
     CredentialOutSerializer,
@@ -23,6 +44,7 @@ from .serializers import (
     validate_credential_input,
 )
 
+ASYNC_PARAM = OpenApiParameter("async", int, OpenApiParameter.QUERY, description="1 to queue and answer 202.")
 INTEGRATION_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Integration id (UUID).")
 
 
@@ -48,11 +70,15 @@ class IntegrationViewSet(
         "retrieve": "integrations.read",
         "connection": "integrations.read",
         "create": "integrations.write",
+        "update": "integrations.write",
         "partial_update": "integrations.write",
         "enable": "integrations.write",
         "disable": "integrations.write",
         "credentials": "integrations.write",
         "destroy": "integrations.delete",
+        "test": "integrations.write",
+        "poll": "integrations.write",
+        "health": "integrations.read",
     }
 
     def _fresh(self, integration):
@@ -112,11 +138,64 @@ class IntegrationViewSet(
         )
         return Response(credential_out(credential))
 
+    @extend_schema(
+        request=None,
+        parameters=[ASYNC_PARAM],
+        responses={200: ConnectionCheckSerializer, 202: QueuedCheckSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Test the connection now, or queue the test with ``?async=1`` (202 with the check id)."""
+        integration = self.get_object()
+        if _wants_async(request):
+            check = checks.connection_test_queue(integration=integration, actor=self.actor)
+            return Response({"check_id": str(check.pk), "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        check = checks.connection_test_run(integration=integration, actor=self.actor)
+        if check.error_code == CheckError.URL_NOT_ALLOWED:
+            raise UrlNotAllowed(check.error_message, details={"check_id": str(check.pk)})
+        return Response(ConnectionCheckSerializer(check).data)
+
+    @extend_schema(responses={200: HealthSerializer})
+    @action(detail=True, methods=["get"])
+    def health(self, request, pk=None):
+        return Response(selectors.integration_health(self.get_object()))
+
+    @extend_schema(
+        request=None, parameters=[ASYNC_PARAM], responses={200: PollResultSerializer, 202: QueuedPollSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def poll(self, request, pk=None):
+        """Poll the status endpoint now (``?async=1`` queues it): counts of seen, changed, unknown."""
+        integration = self.get_object()
+        if _wants_async(request):
+            polling.status_poll_queue(integration=integration)
+            return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        try:
+            result = polling.status_poll(integration=integration, actor=self.actor)
+        except polling.PollError as exc:
+            raise poll_error_response(exc) from None
+        return Response(result.as_dict())
+
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])
     def connection(self, request, pk=None):
         integration = self.get_object()
         return Response(connection_data(selectors.tenant_credential_of(integration)))
+
+
+def _wants_async(request) -> bool:
+    return request.query_params.get("async", "").lower() in ("1", "true", "yes")
+
+
+def poll_error_response(exc) -> ApiError:
+    """A failed poll as an API error: refused URL or missing config are 400, the far side failing is 502."""
+    if exc.code == CheckError.URL_NOT_ALLOWED:
+        return UrlNotAllowed(exc.message)
+    if exc.code == CheckError.NOT_CONFIGURED:
+        return ValidationFailed(exc.message, details={"status_endpoint": [exc.message]})
+    error = ApiError(exc.message, code=exc.code)
+    error.status_code = status.HTTP_502_BAD_GATEWAY
+    return error
 
 
 def _is_uuid(value) -> bool:
@@ -166,3 +245,40 @@ class ConfigVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Int
             actor=self.actor, integration=self.integration(), number=version.number
         )
         return Response(IntegrationSerializer(selectors.integration_list_queryset().get(pk=integration.pk)).data)
+
+
+@extend_schema(parameters=[INTEGRATION_ID])
+class ConnectionCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegrationChildViewSet):
+    """Connection test and health-check history, newest first."""
+
+    queryset = ConnectionCheck.objects.all()
+    serializer_class = ConnectionCheckSerializer
+    filterset_class = ConnectionCheckFilter
+    ordering_fields = ["created_at", "latency_ms"]
+    ordering = ["-created_at"]
+    permission_map = {"*": "integrations.read"}
+
+
+@extend_schema(parameters=[INTEGRATION_ID])
+class ExternalStatusViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
+    """Polled external statuses: canonical and raw."""
+
+    queryset = ExternalStatus.objects.all()
+    serializer_class = ExternalStatusSerializer
+    filterset_class = ExternalStatusFilter
+    ordering_fields = ["external_id", "last_changed_at", "canonical_status"]
+    ordering = ["external_id"]
+    permission_map = {"*": "integrations.read"}
+
+
+
+@extend_schema(parameters=[INTEGRATION_ID])
+class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
+    """The history of external status changes, newest first."""
+
+    queryset = StatusChange.objects.all()
+    serializer_class = StatusChangeSerializer
+    filterset_class = StatusChangeFilter
+    ordering_fields = ["changed_at", "external_id"]
+    ordering = ["-changed_at"]
+    permission_map = {"*": "integrations.read"}

@@ -8,6 +8,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -129,7 +130,9 @@ def exception_handler(exc, context):
         body = envelope("VALIDATION_ERROR", f"Malformed request body: {exc.detail}")
         status_code = 400
     elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        body = envelope("NOT_AUTHENTICATED", str(exc.detail))
+        # simplejwt's InvalidToken carries a dict detail ({"detail", "code", "messages"}).
+        detail = exc.detail.get("detail", "Invalid token.") if isinstance(exc.detail, dict) else exc.detail
+        body = envelope("NOT_AUTHENTICATED", str(detail))
         status_code = exc.status_code
     elif isinstance(exc, exceptions.PermissionDenied):
         body = envelope("PERMISSION_DENIED", str(exc.detail))
@@ -199,6 +202,11 @@ def handler500(request):
     return _json_error(500, "INTERNAL_ERROR", "An internal error occurred.")
 
 
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
-    """Catch-all under /api/ so unknown API paths get the envelope even with DEBUG on."""
+    """Catch-all under /api/ so unknown API paths get the envelope even with DEBUG on.
+
+    CSRF-exempt like every DRF view: otherwise an unsafe method on an unknown
+    path would be answered by Django's HTML CSRF page instead of this 404.
+    """
     return _json_error(404, "NOT_FOUND", "Not found.")

@@ -41,5 +41,6 @@ class RolePermission(BasePermission):
             return False
         permission = view.required_permission() if hasattr(view, "required_permission") else None
         if permission is None:
-            return False
+            # A method the view does not serve: let DRF answer 405, not a misleading 403.
+            return not hasattr(view, request.method.lower())
         return role_allows(role, permission)

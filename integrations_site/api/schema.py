@@ -1,4 +1,5 @@
 """drf-spectacular: the error envelope on every operation and our auth schemes."""
+from django.core.exceptions import FieldDoesNotExist
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 
@@ -14,7 +15,26 @@ ERROR_STATUSES = {
 }
 
 
+def _model_field_allows_blank(field) -> bool:
+    model = getattr(getattr(field.parent, "Meta", None), "model", None)
+    if model is None or not field.source or "." in field.source:
+        return False
+    try:
+        return bool(model._meta.get_field(field.source).blank)
+    except FieldDoesNotExist:
+        return False
+
+
 class AutoSchema(BaseAutoSchema):
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        # DRF drops ``allow_blank`` from read-only model fields, so a blank
+        # value ("" for an unset URL or choice) would be documented as invalid.
+        # A read-only field never validates input: restoring the flag on this
+        # schema-only instance changes nothing at run time.
+        if field.read_only and getattr(field, "allow_blank", True) is False and _model_field_allows_blank(field):
+            field.allow_blank = True
+        return super()._map_serializer_field(field, direction, bypass_extensions=bypass_extensions)
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction=direction)
         if direction != "response":

@@ -1,7 +1,7 @@
 """Base viewsets: the tenant is resolved once per request and applied to every queryset."""
 from rest_framework import mixins, viewsets
 
-from .errors import NotFoundError, ValidationFailed
+from .errors import ApiError, NotFoundError, ValidationFailed
 
 
 class RoleMappedMixin:
@@ -43,6 +43,8 @@ class TenantScopedViewSet(RoleMappedMixin, viewsets.GenericViewSet):
     def get_object(self):
         try:
             return super().get_object()
+        except ApiError:
+            raise  # already precise (e.g. INTEGRATION_NOT_FOUND for a parent that is not ours)
         except Exception as exc:  # Http404 and malformed ids alike
             if getattr(exc, "status_code", 404) == 404:
                 raise self.not_found_error() from None

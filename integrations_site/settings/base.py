@@ -164,6 +164,7 @@ SPECTACULAR_SETTINGS = {
         "CredentialStatusEnum": "connections.choices.CredentialStatus",
         "PlanEnum": "tenants.choices.Plan",
         "AuditOutcomeEnum": "audit.choices.Outcome",
+        "CanonicalStatusEnum": "catalog.choices.CanonicalStatus",
     },
     "PREPROCESSING_HOOKS": ["integrations_site.api.schema.contract_paths_hook"],
     "POSTPROCESSING_HOOKS": [
@@ -218,3 +219,14 @@ LOGGING = {
 # Plans, lowest first; a provider's required_plan gates tenants below it.
 TENANT_PLANS = ["free", "starter", "pro", "enterprise"]
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --- Checks and polling ----------------------------------------------------------
+HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)
+HEALTH_LATENCY_BUDGET_MS = env.int("HEALTH_LATENCY_BUDGET_MS", default=2000)
+HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=50)
+HEALTH_DISPATCH_BATCH = env.int("HEALTH_DISPATCH_BATCH", default=500)
+HEALTH_TASK_CHUNK = env.int("HEALTH_TASK_CHUNK", default=50)
+CHECK_RETENTION_DAYS = env.int("CHECK_RETENTION_DAYS", default=30)
+QUEUED_CHECK_SWEEP_SECONDS = env.int("QUEUED_CHECK_SWEEP_SECONDS", default=120)
+# The tenant that holds the platform's own integrations of system-audience providers.
+PLATFORM_TENANT_SLUG = env("PLATFORM_TENANT_SLUG", default="platform")

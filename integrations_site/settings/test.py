@@ -5,7 +5,8 @@ from .base import env
 DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://ih:ih@127.0.0.1:55432/ih")}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Tests open a connection per request; the benchmark sets DB_CONN_MAX_AGE to keep them.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 FERNET_KEYS = env.list(
     "FERNET_KEYS",
     default=["dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE="],

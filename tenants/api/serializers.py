@@ -67,6 +67,8 @@ class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 class AdminTenantSerializer(TenantSerializer):
     class Meta(TenantSerializer.Meta):
         read_only_fields = ["id", "created_at", "updated_at"]
+        # A taken slug is a 409 CONFLICT from the service, as for providers.
+        extra_kwargs = {"slug": {"validators": []}}
 
 
 class ApiKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):

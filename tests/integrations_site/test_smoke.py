@@ -28,3 +28,10 @@ def test_create_integration_and_set_credentials(admin_client_api, provider):
     assert put.json()["hint"] == "cdef"
     detail = admin_client_api.get(f"/api/v1/integrations/{body['id']}/").json()
     assert detail["credential"] == {"type": "bearer", "hint": "cdef", "status": "active", "version": 1}
+
+
+def test_healthz_refuses_post_with_the_envelope(client):
+    response = client.post("/healthz")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert response["Allow"] == "GET, HEAD"

@@ -1,0 +1,39 @@
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from .models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail: readable by staff, never written or removed from the admin."""
+
+    list_display = ("created_at", "actor", "action", "target_type", "target_repr", "outcome", "tenant", "request_id")
+    list_filter = ("action", "outcome", "tenant")
+    search_fields = ("actor", "target_repr", "target_id", "request_id")
+    list_select_related = ("tenant",)
+    date_hierarchy = "created_at"
+    fieldsets = (
+        (None, {"fields": ("created_at", "action", "outcome", "tenant")}),
+        ("Actor", {"fields": ("actor", "actor_user", "actor_api_key", "ip", "request_id")}),
+        ("Target", {"fields": ("target_type", "target_id", "target_repr", "changes_display")}),
+    )
+    readonly_fields = (
+        "created_at", "action", "outcome", "tenant", "actor", "actor_user", "actor_api_key", "ip", "request_id",
+        "target_type", "target_id", "target_repr", "changes_display",
+    )
+
+    @admin.display(description="changes (secret values redacted)")
+    def changes_display(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, sort_keys=True, default=str))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

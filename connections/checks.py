@@ -1,0 +1,415 @@
+"""Connection tests and scheduled health checks.
+
+A check has two halves: ``probe`` talks to the outside and touches no
+database (so many can run at once in threads), and ``checks_record`` writes
+the outcomes in bulk: ConnectionCheck rows, the integration's health and
+status, the credential's status, and audit events for health transitions.
+"""
+import json
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urljoin
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import SYSTEM, Actor, audit_record
+
+from . import adapters, http
+from .choices import CheckError, CheckKind, CheckState, CredentialStatus, HealthState, IntegrationStatus
+from .models import ConnectionCheck, Credential, Integration
+
+logger = logging.getLogger("connections.checks")
+
+SAMPLE_ITEMS = 3
+SAMPLE_BYTES = 2048
+
+
+@dataclass
+class ProbeResult:
+    success: bool
+    status_code: int | None = None
+    latency_ms: int | None = None
+    attempts: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    sample: object = None
+    url: str = ""
+    started_at: object = field(default_factory=timezone.now)
+    finished_at: object = None
+
+    @property
+    def error(self) -> dict | None:
+        return {"code": self.error_code, "message": self.error_message} if self.error_code else None
+
+
+def endpoint_url(integration: Integration, endpoint: str) -> str | None:
+    """``endpoint`` joined to the base URL (an absolute endpoint stands alone)."""
+    if endpoint.startswith(("http://", "https://")):
+        return endpoint
+    if not integration.api_base_url:
+        return None
+    return urljoin(integration.api_base_url.rstrip("/") + "/", endpoint.lstrip("/")) if endpoint else (
+        integration.api_base_url
+    )
+
+
+def make_sample(body: bytes):
+    """At most 3 items and 2 KB of a JSON answer, else None."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(data, list):
+        data = data[:SAMPLE_ITEMS]
+    elif isinstance(data, dict):
+        data = {k: (v[:SAMPLE_ITEMS] if isinstance(v, list) else v) for k, v in data.items()}
+    while len(json.dumps(data, default=str)) > SAMPLE_BYTES:
+        if isinstance(data, list) and len(data) > 1:
+            data = data[:-1]
+        elif isinstance(data, dict) and len(data) > 1:
+            data = dict(list(data.items())[:-1])
+        else:
+            return {"truncated": True}
+    return data
+
+
+def probe(integration: Integration, credential: Credential | None) -> ProbeResult:
+    """Call the integration's test endpoint once (with its retries). No database access."""
+    started = timezone.now()
+    url = endpoint_url(integration, integration.test_endpoint or "")
+    if not url:
+        return ProbeResult(
+            success=False, error_code=CheckError.NOT_CONFIGURED, started_at=started, finished_at=timezone.now(),
+            error_message="Set api_base_url (and test_endpoint) before testing the connection.",
+        )
+    if integration.provider.auth_type != "none" and (credential is None or not credential.is_set):
+        return ProbeResult(
+            success=False, error_code=CheckError.NOT_CONFIGURED, started_at=started, finished_at=timezone.now(),
+            error_message="Set the integration's credentials before testing the connection.",
+        )
+    try:
+        response = http.request(
+            "GET",
+            url,
+            headers=adapters.auth_headers(credential, integration.provider),
+            timeout=integration.timeout_seconds,
+            retries=integration.retry_count,
+        )
+    except http.OutboundError as exc:
+        return ProbeResult(
+            success=False, error_code=exc.code, error_message=exc.message[:500], url=url,
+            started_at=started, finished_at=timezone.now(),
+            latency_ms=int((timezone.now() - started).total_seconds() * 1000),
+        )
+    result = ProbeResult(
+        success=200 <= response.status_code < 300, status_code=response.status_code,
+        latency_ms=response.elapsed_ms, attempts=response.attempts, url=url, started_at=started,
+        finished_at=timezone.now(),
+    )
+    if response.status_code in (401, 403):
+        result.error_code = CheckError.INVALID_CREDENTIALS
+        result.error_message = f"The API answered {response.status_code}: the credentials were refused."
+    elif not result.success:
+        result.error_code = CheckError.UNEXPECTED_STATUS
+        result.error_message = f"The API answered {response.status_code}."
+    else:
+        result.sample = make_sample(response.body)
+    return result
+
+
+def next_health_state(*, success: bool, latency_ms: int | None, consecutive_failures: int) -> str:
+    """healthy / degraded (slow, or 1..N-1 failures in a row) / unhealthy (N failures in a row)."""
+    if success:
+        slow = latency_ms is not None and latency_ms > settings.HEALTH_LATENCY_BUDGET_MS
+        return HealthState.DEGRADED if slow else HealthState.HEALTHY
+    if consecutive_failures >= settings.HEALTH_FAILURE_THRESHOLD:
+        return HealthState.UNHEALTHY
+    return HealthState.DEGRADED
+
+
+def next_check_time(integration: Integration, now=None):
+    """The next scheduled check: the interval plus up to 10 % jitter, so checks spread out."""
+    now = now or timezone.now()
+    interval = integration.health_check_interval_seconds
+    return now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+
+
+def _apply(integration: Integration, credential: Credential | None, result: ProbeResult, now) -> tuple:
+    """Update the in-memory rows from one result; returns (health transition or None, credential changed).
+
+    A NOT_CONFIGURED result says nothing about the far side: it is recorded as
+    the last error but moves neither the health state nor the status.
+    """
+    if result.error_code == CheckError.NOT_CONFIGURED:
+        integration.health_checked_at = now
+        integration.last_error = {"code": result.error_code, "message": result.error_message, "at": now.isoformat()}
+        return None, False
+    failures = 0 if result.success else integration.consecutive_failures + 1
+    old_state = integration.health_state
+    integration.consecutive_failures = failures
+    integration.health_state = next_health_state(
+        success=result.success, latency_ms=result.latency_ms, consecutive_failures=failures
+    )
+    integration.health_checked_at = now
+    if result.success:
+        integration.last_success_at = now
+        integration.last_error = {}
+    else:
+        integration.last_error = {"code": result.error_code, "message": result.error_message, "at": now.isoformat()}
+    if integration.status != IntegrationStatus.DISABLED:
+        integration.status = IntegrationStatus.CONNECTED if result.success else IntegrationStatus.ERROR
+    credential_changed = False
+    if credential is not None and credential.is_set:
+        if result.success:
+            credential.status, credential.last_validated_at, credential.validation_error = (
+                CredentialStatus.ACTIVE, now, ""
+            )
+            credential_changed = True
+        elif result.error_code == CheckError.INVALID_CREDENTIALS:
+            credential.status, credential.validation_error = CredentialStatus.ERROR, result.error_message
+            credential_changed = True
+    transition = (old_state, integration.health_state) if old_state != integration.health_state else None
+    return transition, credential_changed
+
+
+INTEGRATION_HEALTH_FIELDS = [
+    "consecutive_failures", "health_state", "health_checked_at", "last_success_at", "last_error", "status",
+]
+
+
+def _check_fields(result: ProbeResult) -> dict:
+    return {
+        "state": CheckState.COMPLETED,
+        "success": result.success,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "attempts": result.attempts,
+        "error_code": result.error_code,
+        "error_message": result.error_message,
+        "sample": result.sample,
+        "url": result.url[:1000],
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+    }
+
+
+def _transition_event(integration: Integration, transition: tuple, actor: Actor) -> AuditEvent:
+    return AuditEvent(
+        tenant_id=integration.tenant_id, actor=actor.label, action="integration.health_changed",
+        target_type=integration._meta.label_lower, target_id=str(integration.pk), target_repr=str(integration)[:255],
+        outcome="success", changes={"health_state": {"from": transition[0], "to": transition[1]}},
+    )
+
+
+@transaction.atomic
+def checks_record(
+    *, results: dict, kind: str, actor: Actor = SYSTEM, checks: dict | None = None
+) -> list[ConnectionCheck]:
+    """Persist probe results for many integrations in a few statements.
+
+    ``results`` maps integration id → ProbeResult; ``checks`` (optional) maps
+    integration id → an existing queued ConnectionCheck to complete instead of
+    creating one. Integrations are locked while their health is updated, so a
+    concurrent check cannot lose a failure count.
+    """
+    now = timezone.now()
+    integrations = {
+        i.pk: i for i in Integration.objects.select_for_update(of=("self",)).select_related("provider").filter(
+            pk__in=list(results)
+        )
+    }
+    credentials = {
+        c.integration_id: c for c in Credential.objects.filter(integration_id__in=list(results), user__isnull=True)
+    }
+    rows, created, changed_credentials, events = [], [], [], []
+    for integration_id, result in results.items():
+        integration = integrations.get(integration_id)
+        if integration is None:
+            continue
+        credential = credentials.get(integration_id)
+        transition, credential_changed = _apply(integration, credential, result, now)
+        if credential_changed:
+            changed_credentials.append(credential)
+        if transition:
+            events.append(_transition_event(integration, transition, actor))
+            logger.info(
+                "connections.health.changed integration=%s from=%s to=%s", integration.pk, *transition
+            )
+        existing = (checks or {}).get(integration_id)
+        if existing is not None:
+            for name, value in _check_fields(result).items():
+                setattr(existing, name, value)
+            rows.append(existing)
+        else:
+            created.append(ConnectionCheck(
+                tenant_id=integration.tenant_id, integration=integration, kind=kind, requested_by=actor.label[:200],
+                **_check_fields(result),
+            ))
+    Integration.objects.bulk_update(list(integrations.values()), INTEGRATION_HEALTH_FIELDS)
+    if changed_credentials:
+        Credential.objects.bulk_update(changed_credentials, ["status", "last_validated_at", "validation_error"])
+    if created:
+        ConnectionCheck.objects.bulk_create(created)
+    for row in rows:
+        row.save()
+    if events:
+        AuditEvent.objects.bulk_create(events)
+    return created + rows
+
+
+def connection_test_run(*, integration: Integration, actor: Actor, kind: str = CheckKind.TEST) -> ConnectionCheck:
+    """Test the connection now and record it; the check row is returned. Audited."""
+    credential = Credential.objects.filter(integration=integration, user__isnull=True).first()
+    result = probe(integration, credential)
+    check = checks_record(results={integration.pk: result}, kind=kind, actor=actor)[0]
+    _audit_check(check, actor)
+    return check
+
+
+def _audit_check(check: ConnectionCheck, actor: Actor) -> None:
+    audit_record(
+        actor=actor, action="integration.tested", target=check.integration, tenant=check.integration.tenant,
+        outcome="success" if check.success else "failure",
+        changes={"check_id": str(check.pk), "kind": check.kind, "status_code": check.status_code,
+                 "error_code": check.error_code or None},
+    )
+
+
+def connection_test_queue(*, integration: Integration, actor: Actor, kind: str = CheckKind.TEST) -> ConnectionCheck:
+    """Create a queued check and hand it to the worker after commit."""
+    from .tasks import run_connection_check
+
+    check = ConnectionCheck.objects.create(
+        tenant_id=integration.tenant_id, integration=integration, kind=kind, state=CheckState.QUEUED,
+        requested_by=actor.label[:200],
+    )
+    transaction.on_commit(lambda: _enqueue(run_connection_check, str(check.pk)))
+    return check
+
+
+def _enqueue(task, *args) -> None:
+    try:
+        task.delay(*args)
+    except Exception:  # the broker being down must not fail the request; the sweep re-queues
+        logger.warning("connections.check.enqueue_failed task=%s args=%s", task.name, args)
+
+
+def connection_check_execute(*, check_id) -> ConnectionCheck | None:
+    """Run a queued check. Idempotent: a check that is not queued is left alone."""
+    with transaction.atomic():
+        check = (
+            ConnectionCheck.objects.select_for_update(skip_locked=True).select_related("integration__provider")
+            .filter(pk=check_id, state=CheckState.QUEUED).first()
+        )
+        if check is None:
+            return None
+        check.state = CheckState.RUNNING
+        check.started_at = timezone.now()
+        check.save(update_fields=["state", "started_at"])
+    integration = check.integration
+    credential = Credential.objects.filter(integration=integration, user__isnull=True).first()
+    result = probe(integration, credential)
+    actor = Actor()
+    checks_record(results={integration.pk: result}, kind=check.kind, actor=actor, checks={integration.pk: check})
+    _audit_check(check, actor)
+    return check
+
+
+def health_checks_run(*, integration_ids: list) -> int:
+    """Scheduled checks for many integrations: probes run concurrently, results are written in bulk."""
+    integrations = list(
+        Integration.objects.live().exclude(status=IntegrationStatus.DISABLED).select_related("provider")
+        .filter(pk__in=integration_ids)
+    )
+    if not integrations:
+        return 0
+    credentials = {
+        c.integration_id: c for c in Credential.objects.filter(
+            integration_id__in=[i.pk for i in integrations], user__isnull=True
+        )
+    }
+    workers = max(1, min(settings.HEALTH_CHECK_CONCURRENCY, len(integrations)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = pool.map(lambda i: (i.pk, probe(i, credentials.get(i.pk))), integrations)
+        results = dict(outcomes)
+    checks_record(results=results, kind=CheckKind.HEALTH)
+    return len(results)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def due_for_check(now):
+    return (
+        Integration.objects.live().exclude(status=IntegrationStatus.DISABLED)
+        .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+    )
+
+
+def health_checks_dispatch(*, now=None) -> int:
+    """Claim due integrations and queue their checks; returns how many were claimed.
+
+    Each batch is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL;
+    SQLite serialises writers instead), its ``next_check_at`` moved by the
+    interval plus jitter in the same transaction, and queued in chunks after
+    commit: two dispatchers never claim the same row, and a row whose tick was
+    missed stays due until one claims it.
+    """
+    from .tasks import run_health_checks
+
+    now = now or timezone.now()
+    batch, total = settings.HEALTH_DISPATCH_BATCH, 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                due_for_check(now).order_by("next_check_at").select_for_update(skip_locked=True)
+                .only("id", "health_check_interval_seconds", "next_check_at")[:batch]
+            )
+            for integration in due:
+                integration.next_check_at = next_check_time(integration, now)
+            Integration.objects.bulk_update(due, ["next_check_at"])
+            chunks = _chunks([str(i.pk) for i in due], settings.HEALTH_TASK_CHUNK)
+            transaction.on_commit(lambda chunks=chunks: [_enqueue(run_health_checks, c) for c in chunks])
+        total += len(due)
+        if len(due) < batch:
+            return total
+
+
+def queued_checks_sweep() -> int:
+    """Queue again the checks still queued after a delay (the broker may have been down)."""
+    from .tasks import run_connection_check
+
+    cutoff = timezone.now() - timedelta(seconds=settings.QUEUED_CHECK_SWEEP_SECONDS)
+    ids = list(ConnectionCheck.objects.filter(state=CheckState.QUEUED, created_at__lte=cutoff).values_list("pk", flat=True)[:1000])
+    for check_id in ids:
+        _enqueue(run_connection_check, str(check_id))
+    return len(ids)
+
+
+def checks_prune(*, now=None) -> int:
+    """Delete checks older than CHECK_RETENTION_DAYS."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.CHECK_RETENTION_DAYS)
+    deleted, _ = ConnectionCheck.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def system_provider_test(*, provider, actor: Actor) -> ConnectionCheck | None:
+    """Test a system-audience provider through the platform tenant's integration of it.
+
+    Returns None when the platform has no live integration of the provider.
+    """
+    integration = (
+        Integration.objects.live().select_related("provider", "tenant")
+        .filter(provider=provider, tenant__slug=settings.PLATFORM_TENANT_SLUG).order_by("created_at").first()
+    )
+    if integration is None:
+        return None
+    return connection_test_run(integration=integration, actor=actor, kind=CheckKind.SYSTEM)

@@ -1,0 +1,363 @@
+"""The one outbound HTTP client for tenant-supplied URLs.
+
+Guarantees, for every request and every redirect hop:
+- only http and https; no credentials in the URL;
+- the host is resolved once and every resolved address is checked against
+  the blocked networks below (``ipaddress.is_global`` alone is wrong for
+  several of them on Python 3.11); IPv4 embedded in IPv6 (mapped, compatible,
+  NAT64, 6to4) is checked as IPv4;
+- the connection goes to the address that was checked (no second lookup, so
+  DNS rebinding cannot swap it), keeping the Host header and the TLS server
+  name of the original host;
+- at most ``MAX_REDIRECTS`` redirects; Authorization and custom auth headers
+  are dropped when a redirect leaves the original host;
+- the body is read as a stream and refused past ``max_bytes``;
+- retries on connect errors, timeouts, 429 and 5xx with exponential backoff,
+  full jitter and ``Retry-After`` within a cap; other 4xx are not retried.
+
+``OUTBOUND_ALLOWED_HOSTS`` (host names, IPs or CIDRs) lets named private
+hosts through, for on-premise APIs, the demo and the tests.
+
+Errors never carry header values, so no secret reaches a message or a log.
+"""
+import ipaddress
+import json
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import certifi
+import urllib3
+from django.conf import settings
+
+logger = logging.getLogger("connections.http")
+
+MAX_REDIRECTS = 5
+DEFAULT_MAX_BYTES = 1024 * 1024
+MAX_BACKOFF_SECONDS = 10.0
+BACKOFF_BASE_SECONDS = 0.25
+USER_AGENT = "integrations-hub/1.0"
+
+IPV4_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    )
+]
+IPV6_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "::/128", "::1/128", "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+        "2001::/23", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class OutboundError(Exception):
+    """A request that did not produce a usable answer; ``code`` is a check error code."""
+
+    code = "CONNECTION_FAILED"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class UrlNotAllowed(OutboundError):
+    """The URL or an address it resolves to is refused; the API answers 400 URL_NOT_ALLOWED."""
+
+    code = "URL_NOT_ALLOWED"
+
+
+class OutboundTimeout(OutboundError):
+    code = "TIMEOUT"
+
+
+class ResponseTooLarge(OutboundError):
+    code = "RESPONSE_TOO_LARGE"
+
+
+@dataclass
+class OutboundResponse:
+    status_code: int
+    headers: dict
+    body: bytes
+    url: str
+    elapsed_ms: int
+    attempts: int = 1
+    redirects: list[str] = field(default_factory=list)
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64 or ip in ipaddress.ip_network("::/96"):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` may not be reached, or None when it is a public address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None and blocked_reason(inner):
+            return f"{ip} embeds the non-public address {inner}"
+        for net in IPV6_BLOCKED:
+            if ip in net:
+                return f"{ip} is in the non-public range {net}"
+    else:
+        for net in IPV4_BLOCKED:
+            if ip in net:
+                return f"{ip} is in the non-public range {net}"
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local or not ip.is_global:
+        return f"{ip} is not a public address"
+    return None
+
+
+def _allow_list():
+    hosts, networks = set(), []
+    for entry in getattr(settings, "OUTBOUND_ALLOWED_HOSTS", []) or []:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            hosts.add(entry.rstrip("."))
+    return hosts, networks
+
+
+def literal_ip(host: str):
+    """The address a literal host stands for, including legacy IPv4 spellings
+    (``2130706433``, ``0x7f.1``, ``127.1``, octal), else None."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """All addresses of ``host`` (the one place the tests stub DNS)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    address: str
+    path: str  # path + query
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def check_url(url: str) -> Target:
+    """Validate ``url`` and pick the address to connect to; raise UrlNotAllowed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UrlNotAllowed("The URL is malformed.") from None
+    if parts.scheme not in ("http", "https"):
+        raise UrlNotAllowed(f"Only http and https URLs are allowed, not '{parts.scheme or 'none'}'.")
+    if parts.username is not None or parts.password is not None:
+        raise UrlNotAllowed("URLs may not carry credentials.")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise UrlNotAllowed("The URL has no host.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    allowed_hosts, allowed_networks = _allow_list()
+
+    literal = literal_ip(host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            addresses = resolve_host(host, port)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise OutboundError(f"Could not resolve host '{host}'.", code="CONNECTION_FAILED") from exc
+        if not addresses:
+            raise OutboundError(f"Host '{host}' has no address.", code="CONNECTION_FAILED")
+
+    if host in allowed_hosts:
+        return Target(parts.scheme, host, port, addresses[0], path)
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if any(ip in net for net in allowed_networks):
+            continue
+        reason = blocked_reason(ip)
+        if reason:
+            raise UrlNotAllowed(f"Host '{host}' is not allowed: {reason}.")
+    return Target(parts.scheme, host, port, addresses[0], path)
+
+
+def _pool(target: Target, connect_timeout: float, read_timeout: float):
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+    if target.scheme == "https":
+        context = ssl.create_default_context(cafile=certifi.where())
+        return urllib3.HTTPSConnectionPool(
+            target.address, port=target.port, timeout=timeout, retries=False, maxsize=1,
+            server_hostname=target.host, assert_hostname=target.host, ssl_context=context,
+        )
+    return urllib3.HTTPConnectionPool(target.address, port=target.port, timeout=timeout, retries=False, maxsize=1)
+
+
+def _read_capped(response, max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ResponseTooLarge(f"The response is larger than {max_bytes} bytes.")
+    chunks, total = [], 0
+    for chunk in response.stream(64 * 1024, decode_content=True):
+        total += len(chunk)
+        if total > max_bytes:
+            raise ResponseTooLarge(f"The response is larger than {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _send_once(method, target: Target, headers, body, connect_timeout, read_timeout, max_bytes):
+    pool = _pool(target, connect_timeout, read_timeout)
+    try:
+        response = pool.urlopen(
+            method, target.path, body=body, headers={**headers, "Host": target.host_header},
+            redirect=False, retries=False, preload_content=False, assert_same_host=False,
+        )
+        try:
+            data = _read_capped(response, max_bytes)
+        finally:
+            response.release_conn()
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, data
+    except urllib3.exceptions.NewConnectionError:
+        # Checked before timeouts: urllib3 derives it from ConnectTimeoutError.
+        raise OutboundError(f"Could not connect to '{target.host}' (connection refused or unreachable).") from None
+    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout):
+        raise OutboundTimeout(f"Timed out talking to '{target.host}'.") from None
+    except urllib3.exceptions.SSLError:
+        raise OutboundError(f"TLS handshake with '{target.host}' failed.") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        name = type(exc).__name__
+        raise OutboundError(f"Could not connect to '{target.host}' ({name}).") from None
+    finally:
+        pool.close()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None, cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """Full-jitter exponential backoff; a server's Retry-After wins, within ``cap``."""
+    if retry_after is not None:
+        return min(cap, retry_after)
+    return random.uniform(0, min(cap, BACKOFF_BASE_SECONDS * (2 ** attempt)))
+
+
+def _follow(method, url, headers, body, connect_timeout, read_timeout, max_bytes):
+    """One logical attempt: the request and its redirects, each hop checked."""
+    redirects = []
+    origin_host = None
+    for _ in range(MAX_REDIRECTS + 1):
+        target = check_url(url)
+        origin_host = origin_host or target.host
+        status, response_headers, data = _send_once(
+            method, target, headers, body, connect_timeout, read_timeout, max_bytes
+        )
+        if status in (301, 302, 303, 307, 308) and response_headers.get("location"):
+            url = urljoin(url, response_headers["location"])
+            redirects.append(url)
+            if status == 303 or (status in (301, 302) and method not in ("GET", "HEAD")):
+                method, body = "GET", None
+            if urlsplit(url).hostname != origin_host:
+                headers = {k: v for k, v in headers.items() if k.lower() in SAFE_TO_FORWARD}
+            continue
+        return status, response_headers, data, url, redirects
+    raise OutboundError(f"More than {MAX_REDIRECTS} redirects.", code="CONNECTION_FAILED")
+
+
+SAFE_TO_FORWARD = {"accept", "user-agent", "content-type"}
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict | None = None,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    retries: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> OutboundResponse:
+    """Send one request through every rule above; see the module docstring.
+
+    Returns the final response, whatever its status; raises OutboundError
+    (UrlNotAllowed, OutboundTimeout, ResponseTooLarge) when there is none.
+    """
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+    method = method.upper()
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            status, response_headers, data, final_url, redirects = _follow(
+                method, url, headers, body, min(timeout, 10.0), timeout, max_bytes
+            )
+        except (UrlNotAllowed, ResponseTooLarge):
+            raise
+        except OutboundError as exc:
+            if attempt > retries:
+                raise
+            delay = backoff_delay(attempt - 1)
+            logger.info("connections.http.retry attempt=%s reason=%s delay=%.2f", attempt, exc.code, delay)
+            sleep(delay)
+            continue
+        if status in RETRY_STATUSES and attempt <= retries:
+            delay = backoff_delay(attempt - 1, retry_after_seconds(response_headers.get("retry-after")))
+            logger.info("connections.http.retry attempt=%s status=%s delay=%.2f", attempt, status, delay)
+            sleep(delay)
+            continue
+        return OutboundResponse(
+            status_code=status,
+            headers=response_headers,
+            body=data,
+            url=final_url,
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+            attempts=attempt,
+            redirects=redirects,
+        )

@@ -1,0 +1,79 @@
+"""Pieces shared by the apps' ModelAdmins.
+
+Staff changes go through the same services as the API, so they are validated
+and audited the same way; these helpers keep each admin class thin.
+"""
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+
+from audit.services import Actor
+from integrations_site.api.errors import ApiError
+
+admin.site.site_header = "Integrations hub"
+admin.site.site_title = "Integrations hub admin"
+admin.site.index_title = "Operations"
+
+
+def staff_actor(request) -> Actor:
+    """The audit actor for a staff request."""
+    return Actor(user=request.user)
+
+
+def error_message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
+
+
+def adopt(obj, saved) -> None:
+    """Make the admin's unsaved ``obj`` the row a service just created.
+
+    The admin keeps using its own instance after ``save_model`` (inlines,
+    the change log, the redirect), so it must carry the new primary key.
+    """
+    obj.pk = saved.pk
+    obj.refresh_from_db()
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+class ServiceAdminMixin:
+    """Turn a service's refusal (an ``ApiError``) into an admin message.
+
+    Forms check what they can up front; a refusal only the service can make
+    (a race, a rule checked under lock) rolls the save back and says why
+    instead of answering 500.
+    """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApiError as exc:
+            self.message_user(request, f"Not saved: {error_message(exc)}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApiError as exc:
+            self.message_user(request, f"Not deleted: {error_message(exc)}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def run_per_object(self, request, queryset, service, verb: str, **kwargs) -> None:
+        """Call ``service(actor=..., <kwarg>=obj)`` for each selected row and report the outcome."""
+        actor = staff_actor(request)
+        done, failed = 0, []
+        for obj in queryset:
+            try:
+                service(actor=actor, **{self.service_object_kwarg: obj}, **kwargs)
+                done += 1
+            except ApiError as exc:
+                failed.append(f"{obj}: {error_message(exc)}")
+        if done:
+            self.message_user(request, f"{verb} {done} {self._noun(done)}.", messages.SUCCESS)
+        for line in failed:
+            self.message_user(request, line, messages.WARNING)
+
+    service_object_kwarg = "obj"
+
+    def _noun(self, count: int) -> str:
+        opts = self.model._meta
+        return opts.verbose_name if count == 1 else opts.verbose_name_plural

@@ -1,0 +1,146 @@
+"""API conventions: the error envelope everywhere, and X-Request-ID end to end."""
+import re
+
+import pytest
+
+from audit.models import AuditEvent
+from connections.models import Integration
+
+GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def assert_envelope(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "details", "request_id"}
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], dict)
+    assert error["request_id"] == response["X-Request-ID"]
+    return error
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope/", "/api/v2/integrations/", "/api/v1/integrations/x/y/z/"])
+def test_unknown_api_path_is_an_enveloped_404(client, path):
+    assert_envelope(client.get(path), 404, "NOT_FOUND")
+
+
+def test_unknown_path_outside_the_api_is_an_enveloped_404(client):
+    assert_envelope(client.get("/no-such-page/"), 404, "NOT_FOUND")
+
+
+def test_unsupported_method_on_a_collection_is_405(client_for):
+    error = assert_envelope(client_for("member").put("/api/v1/catalog/", {}, format="json"), 405, "METHOD_NOT_ALLOWED")
+    assert "PUT" in error["message"]
+
+
+def test_unsupported_method_on_own_tenant_is_405_not_403(client_for):
+    assert_envelope(client_for("tenant_admin").post("/api/v1/tenant/", {}, format="json"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_put_on_admin_provider_is_405(client_for, provider):
+    response = client_for("super_admin").put(f"/api/v1/admin/providers/{provider.slug}/", {}, format="json")
+    assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+
+
+def test_malformed_json_body_is_400_validation_error(client_for, provider):
+    response = client_for("tenant_admin").post(
+        "/api/v1/integrations/", '{"provider": "generic-rest", "name": ', content_type="application/json"
+    )
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert "Malformed" in error["message"] or "JSON" in error["message"]
+    assert not Integration.objects.exists()
+
+
+def test_json_array_instead_of_object_is_400(client_for):
+    response = client_for("tenant_admin").patch("/api/v1/tenant/", [1, 2], format="json")
+    assert_envelope(response, 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/v1/integrations/", {"provider": "generic-rest", "name": "X", "colour": "red"}),
+        ("/api/v1/api-keys/", {"name": "ci", "role": "member", "colour": "red"}),
+    ],
+)
+def test_unknown_field_is_400_naming_the_field(client_for, provider, path, body):
+    error = assert_envelope(client_for("tenant_admin").post(path, body, format="json"), 400, "VALIDATION_ERROR")
+    assert "colour" in error["details"]
+
+
+def test_unknown_field_on_patch_is_400_naming_the_field(client_for):
+    response = client_for("tenant_admin").patch("/api/v1/tenant/", {"name": "New", "colour": "red"}, format="json")
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert list(error["details"]) == ["colour"]
+
+
+def test_unauthenticated_request_is_401_not_authenticated(client):
+    error = assert_envelope(client.get("/api/v1/integrations/"), 401, "NOT_AUTHENTICATED")
+    assert error["details"] == {}
+
+
+def test_garbage_bearer_token_is_401_with_a_readable_message(client):
+    response = client.get("/api/v1/integrations/", HTTP_AUTHORIZATION="Bearer not.a.jwt")
+    error = assert_envelope(response, 401, "NOT_AUTHENTICATED")
+    assert "ErrorDetail" not in error["message"]
+
+
+def test_caller_request_id_is_echoed_on_success_and_in_error_bodies(client_for):
+    client = client_for("member")
+    ok = client.get("/api/v1/catalog/", HTTP_X_REQUEST_ID="trace-42.abc:1")
+    assert ok.status_code == 200
+    assert ok["X-Request-ID"] == "trace-42.abc:1"
+
+    denied = client.post("/api/v1/integrations/", {"name": "x"}, format="json", HTTP_X_REQUEST_ID="trace-43")
+    error = assert_envelope(denied, 403, "PERMISSION_DENIED")
+    assert error["request_id"] == "trace-43"
+
+
+def test_request_id_is_generated_when_the_caller_sends_none(client):
+    response = client.get("/api/v1/nope/")
+    assert GENERATED_ID.match(response["X-Request-ID"])
+    assert response.json()["error"]["request_id"] == response["X-Request-ID"]
+
+
+def test_two_requests_get_different_generated_ids(client):
+    assert client.get("/healthz")["X-Request-ID"] != client.get("/healthz")["X-Request-ID"]
+
+
+@pytest.mark.parametrize("bogus", ["has spaces in it", "line\nbreak", "x" * 129, "semi;colon", "<script>"])
+def test_unsafe_request_id_is_replaced_by_a_generated_one(client, bogus):
+    response = client.get("/api/v1/nope/", HTTP_X_REQUEST_ID=bogus)
+    assert response["X-Request-ID"] != bogus
+    assert GENERATED_ID.match(response["X-Request-ID"])
+    assert response.json()["error"]["request_id"] == response["X-Request-ID"]
+
+
+def test_audit_event_carries_the_request_id_of_the_request_that_caused_it(client_for, provider):
+    response = client_for("tenant_admin").post(
+        "/api/v1/integrations/", {"provider": provider.slug, "name": "Traced"}, format="json",
+        HTTP_X_REQUEST_ID="req-create-1",
+    )
+    assert response.status_code == 201
+    event = AuditEvent.objects.get(action="integration.created")
+    assert event.request_id == "req-create-1"
+    assert event.ip == "127.0.0.1"
+
+
+def test_audit_event_carries_a_generated_request_id_too(client_for):
+    response = client_for("tenant_admin").patch("/api/v1/tenant/", {"name": "Acme Two"}, format="json")
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(action="tenant.updated")
+    assert event.request_id == response["X-Request-ID"]
+    assert GENERATED_ID.match(event.request_id)
+
+
+def test_each_request_writes_its_own_request_id(client_for, provider):
+    client = client_for("tenant_admin")
+    created = client.post("/api/v1/integrations/", {"provider": provider.slug, "name": "A"}, format="json",
+                          HTTP_X_REQUEST_ID="first")
+    client.post(f"/api/v1/integrations/{created.json()['id']}/disable", HTTP_X_REQUEST_ID="second")
+    assert AuditEvent.objects.get(action="integration.created").request_id == "first"
+    assert AuditEvent.objects.get(action="integration.disabled").request_id == "second"
