@@ -61,6 +61,16 @@ class TenantAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def delete_model(self, request, obj):
         services.tenant_delete(actor=staff_actor(request), tenant=obj)
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        actor = staff_actor(request)
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            services.membership_remove(actor=actor, membership=membership)
+        for membership in memberships:
+            services.membership_set(actor=actor, tenant=form.instance, user=membership.user, role=membership.role)
+
     def delete_queryset(self, request, queryset):
         for tenant in queryset:
             services.tenant_delete(actor=staff_actor(request), tenant=tenant)
@@ -81,6 +91,21 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ("user", "tenant")
     autocomplete_fields = ("user", "tenant")
     readonly_fields = ("created_at",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another user or tenant is a remove and an add.
+        return ("user", "tenant", "created_at") if obj else ("created_at",)
+
+    def save_model(self, request, obj, form, change):
+        saved = services.membership_set(actor=staff_actor(request), tenant=obj.tenant, user=obj.user, role=obj.role)
+        adopt(obj, saved)
+
+    def delete_model(self, request, obj):
+        services.membership_remove(actor=staff_actor(request), membership=obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "tenant"):
+            services.membership_remove(actor=staff_actor(request), membership=membership)
 
 
 class ApiKeyCreateForm(forms.ModelForm):

@@ -9,7 +9,7 @@ from audit.services import Actor, audit_record
 from integrations_site.api.errors import ConflictError
 
 from .authentication import API_KEY_PREFIX, hash_api_key
-from .models import ApiKey, Tenant
+from .models import ApiKey, Membership, Tenant
 
 TENANT_FIELDS = ("name", "slug", "plan", "is_active", "allowed_return_hosts")
 
@@ -95,3 +95,27 @@ def api_key_revoke(*, actor: Actor, api_key: ApiKey) -> ApiKey:
         api_key.save(update_fields=["revoked_at"])
         audit_record(actor=actor, action="api_key.revoked", target=api_key, tenant=api_key.tenant)
     return api_key
+
+
+@transaction.atomic
+def membership_set(*, actor: Actor, tenant: Tenant, user, role: str) -> Membership:
+    """Give ``user`` the ``role`` in ``tenant`` (creating the membership if needed). Audited."""
+    membership = Membership.objects.select_for_update().filter(tenant=tenant, user=user).first()
+    if membership is None:
+        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+        audit_record(actor=actor, action="membership.created", target=membership, tenant=tenant,
+                     changes={"user": {"to": user.get_username()}, "role": {"to": role}})
+    elif membership.role != role:
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(actor=actor, action="membership.role_changed", target=membership, tenant=tenant,
+                     changes={"role": {"from": old, "to": role}})
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor: Actor, membership: Membership) -> None:
+    audit_record(actor=actor, action="membership.removed", target=membership, tenant=membership.tenant,
+                 changes={"user": {"from": membership.user.get_username()}, "role": {"from": membership.role}})
+    membership.delete()
