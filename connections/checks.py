@@ -29,6 +29,9 @@ logger = logging.getLogger("connections.checks")
 
 SAMPLE_ITEMS = 3
 SAMPLE_BYTES = 2048
+# A check still "running" after this long lost its worker (the task's hard time limit is 760 s):
+# the redelivered task (acks_late) or the sweep may run it again.
+RUNNING_STALE_SECONDS = 900
 
 
 @dataclass
@@ -73,11 +76,19 @@ def make_sample(body: bytes):
     while len(json.dumps(data, default=str)) > SAMPLE_BYTES:
         if isinstance(data, list) and len(data) > 1:
             data = data[:-1]
+        elif isinstance(data, dict) and (longest := _longest_list_key(data)) is not None:
+            data = {**data, longest: data[longest][:-1]}  # trim the object's lists before dropping keys
         elif isinstance(data, dict) and len(data) > 1:
             data = dict(list(data.items())[:-1])
         else:
             return {"truncated": True}
     return data
+
+
+def _longest_list_key(data: dict):
+    """The key of the largest list with more than one item in ``data``, or None."""
+    lists = [(len(json.dumps(v, default=str)), k) for k, v in data.items() if isinstance(v, list) and len(v) > 1]
+    return max(lists)[1] if lists else None
 
 
 def probe(integration: Integration, credential: Credential | None) -> ProbeResult:
@@ -301,12 +312,21 @@ def _enqueue(task, *args) -> None:
         logger.warning("connections.check.enqueue_failed task=%s args=%s", task.name, args)
 
 
+def _runnable_checks(now):
+    """Queued checks, and running ones whose worker was lost (started too long ago)."""
+    stale = now - timedelta(seconds=RUNNING_STALE_SECONDS)
+    return ConnectionCheck.objects.filter(
+        Q(state=CheckState.QUEUED) | Q(state=CheckState.RUNNING, started_at__lt=stale)
+    )
+
+
 def connection_check_execute(*, check_id) -> ConnectionCheck | None:
-    """Run a queued check. Idempotent: a check that is not queued is left alone."""
+    """Run a queued check. Idempotent: a completed or running check is left alone
+    (unless it has been running for longer than any worker may: its worker was lost)."""
     with transaction.atomic():
         check = (
-            ConnectionCheck.objects.select_for_update(skip_locked=True).select_related("integration__provider")
-            .filter(pk=check_id, state=CheckState.QUEUED).first()
+            _runnable_checks(timezone.now()).select_for_update(skip_locked=True, of=("self",))
+            .select_related("integration__provider").filter(pk=check_id).first()
         )
         if check is None:
             return None
@@ -384,11 +404,15 @@ def health_checks_dispatch(*, now=None) -> int:
 
 
 def queued_checks_sweep() -> int:
-    """Queue again the checks still queued after a delay (the broker may have been down)."""
+    """Queue again the checks still queued after a delay (the broker may have been down),
+    and those left running by a lost worker."""
     from .tasks import run_connection_check
 
-    cutoff = timezone.now() - timedelta(seconds=settings.QUEUED_CHECK_SWEEP_SECONDS)
-    ids = list(ConnectionCheck.objects.filter(state=CheckState.QUEUED, created_at__lte=cutoff).values_list("pk", flat=True)[:1000])
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.QUEUED_CHECK_SWEEP_SECONDS)
+    ids = list(
+        _runnable_checks(now).filter(created_at__lte=cutoff).order_by("created_at").values_list("pk", flat=True)[:1000]
+    )
     for check_id in ids:
         _enqueue(run_connection_check, str(check_id))
     return len(ids)

@@ -10,8 +10,10 @@ Guarantees, for every request and every redirect hop:
   DNS rebinding cannot swap it), keeping the Host header and the TLS server
   name of the original host;
 - at most ``MAX_REDIRECTS`` redirects; Authorization and custom auth headers
-  are dropped when a redirect leaves the original host;
-- the body is read as a stream and refused past ``max_bytes``;
+  are dropped when a redirect leaves the first request's origin (scheme, host, port;
+  an http to https upgrade on the same host keeps them);
+- the body is read as a stream and refused past ``max_bytes`` or when it takes
+  longer than the read timeout in total;
 - retries on connect errors, timeouts, 429 and 5xx with exponential backoff,
   full jitter and ``Retry-After`` within a cap; other 4xx are not retried.
 
@@ -24,6 +26,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import time
@@ -230,15 +233,23 @@ def _pool(target: Target, connect_timeout: float, read_timeout: float):
     return urllib3.HTTPConnectionPool(target.address, port=target.port, timeout=timeout, retries=False, maxsize=1)
 
 
-def _read_capped(response, max_bytes: int) -> bytes:
+def _read_capped(response, max_bytes: int, read_timeout: float) -> bytes:
+    """The body, refused past ``max_bytes`` and past ``read_timeout`` in total.
+
+    ``read1`` returns what one socket read gives, so a server that trickles
+    bytes (each read within the socket timeout) still meets the deadline.
+    """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ResponseTooLarge(f"The response is larger than {max_bytes} bytes.")
+    deadline = time.monotonic() + read_timeout
     chunks, total = [], 0
-    for chunk in response.stream(64 * 1024, decode_content=True):
+    while chunk := response.read1(64 * 1024, decode_content=True):
         total += len(chunk)
         if total > max_bytes:
             raise ResponseTooLarge(f"The response is larger than {max_bytes} bytes.")
+        if time.monotonic() > deadline:
+            raise OutboundTimeout("The response body took longer than the timeout.")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -251,14 +262,14 @@ def _send_once(method, target: Target, headers, body, connect_timeout, read_time
             redirect=False, retries=False, preload_content=False, assert_same_host=False,
         )
         try:
-            data = _read_capped(response, max_bytes)
+            data = _read_capped(response, max_bytes, read_timeout)
         finally:
             response.release_conn()
         return response.status, {k.lower(): v for k, v in response.headers.items()}, data
     except urllib3.exceptions.NewConnectionError:
         # Checked before timeouts: urllib3 derives it from ConnectTimeoutError.
         raise OutboundError(f"Could not connect to '{target.host}' (connection refused or unreachable).") from None
-    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout):
+    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         raise OutboundTimeout(f"Timed out talking to '{target.host}'.") from None
     except urllib3.exceptions.SSLError:
         raise OutboundError(f"TLS handshake with '{target.host}' failed.") from None
@@ -290,10 +301,10 @@ def backoff_delay(attempt: int, retry_after: float | None = None, cap: float = M
 def _follow(method, url, headers, body, connect_timeout, read_timeout, max_bytes):
     """One logical attempt: the request and its redirects, each hop checked."""
     redirects = []
-    origin_host = None
+    origin = None
     for _ in range(MAX_REDIRECTS + 1):
         target = check_url(url)
-        origin_host = origin_host or target.host
+        origin = origin or target
         status, response_headers, data = _send_once(
             method, target, headers, body, connect_timeout, read_timeout, max_bytes
         )
@@ -302,7 +313,7 @@ def _follow(method, url, headers, body, connect_timeout, read_timeout, max_bytes
             redirects.append(url)
             if status == 303 or (status in (301, 302) and method not in ("GET", "HEAD")):
                 method, body = "GET", None
-            if urlsplit(url).hostname != origin_host:
+            if not _same_origin(origin, url):
                 headers = {k: v for k, v in headers.items() if k.lower() in SAFE_TO_FORWARD}
             continue
         return status, response_headers, data, url, redirects
@@ -310,6 +321,42 @@ def _follow(method, url, headers, body, connect_timeout, read_timeout, max_bytes
 
 
 SAFE_TO_FORWARD = {"accept", "user-agent", "content-type"}
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _clean_headers(headers: dict) -> dict:
+    """The defaults overlaid case-insensitively with ``headers``; Host is always ours.
+
+    A name or value that cannot be sent (CR/LF, control characters) is refused
+    without quoting the value, which is usually a secret.
+    """
+    merged = {"user-agent": ("User-Agent", USER_AGENT), "accept": ("Accept", "application/json")}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not HEADER_NAME.match(name):
+            raise OutboundError("A request header has an invalid name.")
+        value = str(value)
+        if BAD_HEADER_VALUE.search(value):
+            raise OutboundError(f"The request header '{name}' has an invalid value.")
+        if name.lower() != "host":
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
+
+
+def _same_origin(origin: Target, url: str) -> bool:
+    """Whether auth headers may follow a redirect to ``url``: same scheme, host
+    and port as the first request, or the same host moving from http:80 to https:443."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host != origin.host:
+        return False
+    if (parts.scheme, port) == (origin.scheme, origin.port):
+        return True
+    return (origin.scheme, origin.port, parts.scheme, port) == ("http", 80, "https", 443)
 
 
 def request(
@@ -328,7 +375,7 @@ def request(
     Returns the final response, whatever its status; raises OutboundError
     (UrlNotAllowed, OutboundTimeout, ResponseTooLarge) when there is none.
     """
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+    headers = _clean_headers(headers or {})
     method = method.upper()
     started = time.monotonic()
     attempt = 0

@@ -187,6 +187,9 @@ def integration_delete(*, actor: Actor, integration: Integration) -> None:
     )
     audit_record(actor=actor, action="integration.deleted", target=integration,
                  changes={"deleted_at": {"to": integration.deleted_at}, "credentials_erased": {"to": erased}})
+    from webhooks.services import endpoints_disable_for_integration
+
+    endpoints_disable_for_integration(actor=actor, integration=integration)
 
 
 @transaction.atomic

@@ -77,3 +77,32 @@ class ServiceAdminMixin:
     def _noun(self, count: int) -> str:
         opts = self.model._meta
         return opts.verbose_name if count == 1 else opts.verbose_name_plural
+
+
+def secret_once_response(request, *, title: str, items: list[tuple[str, str]], back_url: str, note: str = ""):
+    """A page that shows freshly made secrets once: never stored in messages or cookies, never cached."""
+    from django.template.response import TemplateResponse
+
+    response = TemplateResponse(
+        request, "admin/secret_once.html",
+        {**admin.site.each_context(request), "title": title, "items": items, "back_url": back_url, "note": note},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class SecretOnceAddMixin:
+    """For admins whose add creates a secret: ``save_model`` sets ``request.secrets_once``,
+    and the answer to the add is the page that shows them once."""
+
+    def response_add(self, request, obj, post_url_continue=None):
+        items = getattr(request, "secrets_once", None)
+        if not items:
+            return super().response_add(request, obj, post_url_continue)
+        opts = self.model._meta
+        from django.urls import reverse
+
+        return secret_once_response(
+            request, title=f"{opts.verbose_name.capitalize()} created", items=items,
+            back_url=reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        )

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from webhooks.views import receive
+
 from . import views
 from .api import errors
 
@@ -10,6 +12,7 @@ api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("connections.api.urls")),
     path("", include("audit.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [
@@ -18,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", views.healthz, name="healthz"),
+    path("hooks/<str:path>", receive, name="webhook-receive"),
     re_path(r"^api/", errors.api_not_found),
 ]
 

@@ -1,11 +1,11 @@
 from django import forms
 from django.apps import apps
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.html import format_html
 
-from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
+from integrations_site.admin import SecretOnceAddMixin, ServiceAdminMixin, adopt, staff_actor
 
 from . import services
 from .models import ApiKey, Membership, Tenant
@@ -133,7 +133,7 @@ class ApiKeyStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Keys are created through ``api_key_create`` (shown once) and revoked, never edited."""
 
     form = ApiKeyCreateForm
@@ -182,13 +182,7 @@ class ApiKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
             expires_at=form.cleaned_data.get("expires_at"),
         )
         adopt(obj, api_key)
-        self.message_user(
-            request,
-            format_html(
-                "API key created. Copy it now, it will not be shown again: <code>{}</code>", raw
-            ),
-            messages.SUCCESS,
-        )
+        request.secrets_once = [(f"{api_key.name} ({api_key.tenant.slug}, {api_key.role})", raw)]
 
     @admin.action(description="Revoke selected keys")
     def revoke_selected(self, request, queryset):

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "catalog",
     "connections",
     "audit",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +166,8 @@ SPECTACULAR_SETTINGS = {
         "PlanEnum": "tenants.choices.Plan",
         "AuditOutcomeEnum": "audit.choices.Outcome",
         "CanonicalStatusEnum": "catalog.choices.CanonicalStatus",
+        "SignatureSchemeEnum": "catalog.choices.SignatureScheme",
+        "WebhookEventStatusEnum": "webhooks.choices.EventStatus",
     },
     "PREPROCESSING_HOOKS": ["integrations_site.api.schema.contract_paths_hook"],
     "POSTPROCESSING_HOOKS": [
@@ -230,3 +233,11 @@ CHECK_RETENTION_DAYS = env.int("CHECK_RETENTION_DAYS", default=30)
 QUEUED_CHECK_SWEEP_SECONDS = env.int("QUEUED_CHECK_SWEEP_SECONDS", default=120)
 # The tenant that holds the platform's own integrations of system-audience providers.
 PLATFORM_TENANT_SLUG = env("PLATFORM_TENANT_SLUG", default="platform")
+
+# --- Webhooks ---------------------------------------------------------------------
+WEBHOOK_RETRY_SCHEDULE = env.list("WEBHOOK_RETRY_SCHEDULE", cast=int, default=[5, 300, 1800, 7200, 18000, 36000])
+WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=30)
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+WEBHOOK_HANDOFF = env("WEBHOOK_HANDOFF", default="batched")  # or "immediate"
+WEBHOOK_HANDOFF_INTERVAL = env.float("WEBHOOK_HANDOFF_INTERVAL", default=0.2)
+WEBHOOK_HANDOFF_BATCH = env.int("WEBHOOK_HANDOFF_BATCH", default=100)

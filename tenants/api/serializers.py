@@ -10,7 +10,8 @@ from ..authentication import TENANT_CLAIM, context_for_user, is_super_admin
 from ..choices import Role
 from ..models import ApiKey, Tenant
 
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)*(:\d{1,5})?$")
+LABEL = r"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*(:\d{{1,5}})?$")
 
 
 class TokenObtainSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -111,7 +111,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         )
         data = ApiKeyCreatedSerializer(api_key).data
         data["key"] = raw
-        return Response(data, status=status.HTTP_201_CREATED)
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
     @extend_schema(responses={204: None})
     def destroy(self, request, *args, **kwargs):

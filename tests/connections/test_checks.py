@@ -1,0 +1,381 @@
+"""Health checks behind the API: the state machine, the dispatcher on PostgreSQL, bulk runs, sweep and prune."""
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import SYSTEM
+from connections import checks, tasks
+from connections.models import ConnectionCheck, Integration
+from tests.connections.factories import IntegrationFactory
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+
+@pytest.fixture
+def queued_ids(monkeypatch):
+    """What the dispatcher hands to the queue: ``run_health_checks.delay`` records its id chunks per thread."""
+    seen: dict[int, list[list[str]]] = {}
+    lock = threading.Lock()
+
+    def record(ids):
+        with lock:
+            seen.setdefault(threading.get_ident(), []).append(list(ids))
+
+    monkeypatch.setattr(tasks.run_health_checks, "delay", record)
+    return seen
+
+
+def flat(seen: dict) -> list[str]:
+    return [i for chunks in seen.values() for chunk in chunks for i in chunk]
+
+
+# --- the state machine ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("success", "latency", "failures", "expected"),
+    [
+        (True, 10, 0, "healthy"),
+        (True, 2001, 0, "degraded"),
+        (True, None, 0, "healthy"),
+        (False, None, 1, "degraded"),
+        (False, None, 2, "degraded"),
+        (False, None, 3, "unhealthy"),
+        (False, None, 7, "unhealthy"),
+    ],
+)
+def test_next_health_state_follows_budget_and_threshold(settings, success, latency, failures, expected):
+    settings.HEALTH_FAILURE_THRESHOLD = 3
+    settings.HEALTH_LATENCY_BUDGET_MS = 2000
+
+    assert checks.next_health_state(success=success, latency_ms=latency, consecutive_failures=failures) == expected
+
+
+def test_failure_threshold_is_a_setting(settings):
+    settings.HEALTH_FAILURE_THRESHOLD = 5
+
+    assert checks.next_health_state(success=False, latency_ms=None, consecutive_failures=4) == "degraded"
+    assert checks.next_health_state(success=False, latency_ms=None, consecutive_failures=5) == "unhealthy"
+
+
+def test_recorded_results_move_health_and_audit_only_transitions(integration):
+    ok = checks.ProbeResult(success=True, status_code=200, latency_ms=5)
+    bad = checks.ProbeResult(success=False, error_code="TIMEOUT", error_message="slow")
+
+    for result in (ok, ok, bad, bad, bad, bad, ok):
+        checks.checks_record(results={integration.pk: result}, kind="health")
+
+    integration.refresh_from_db()
+    assert integration.health_state == "healthy" and integration.consecutive_failures == 0
+    assert integration.status == "connected" and integration.last_error == {}
+    transitions = [
+        (e.changes["health_state"]["from"], e.changes["health_state"]["to"])
+        for e in AuditEvent.objects.filter(action="integration.health_changed").order_by("created_at", "id")
+    ]
+    assert transitions == [
+        ("unknown", "healthy"), ("healthy", "degraded"), ("degraded", "unhealthy"), ("unhealthy", "healthy"),
+    ]
+    assert ConnectionCheck.objects.filter(integration=integration, kind="health").count() == 7
+
+
+def test_a_check_keeps_a_disabled_integration_disabled(integration):
+    Integration.objects.filter(pk=integration.pk).update(status="disabled")
+
+    checks.checks_record(results={integration.pk: checks.ProbeResult(success=True, latency_ms=1)}, kind="test")
+
+    integration.refresh_from_db()
+    assert integration.status == "disabled" and integration.health_state == "healthy"
+
+
+# --- the dispatcher -----------------------------------------------------------------------------------------------
+
+
+def test_dispatcher_claims_only_due_rows_and_moves_them_by_the_interval_with_jitter(
+    tenant, provider, queued_ids, django_capture_on_commit_callbacks
+):
+    now = timezone.now()
+    make = lambda name, **kw: IntegrationFactory(  # noqa: E731
+        tenant=tenant, provider=provider, name=name, health_check_interval_seconds=100, **kw
+    )
+    never = make("never checked")
+    past = make("past due", next_check_at=now - timedelta(minutes=5))
+    on_time = make("due now", next_check_at=now)
+    future = make("future", next_check_at=now + timedelta(minutes=5))
+    disabled = make("disabled", status="disabled", next_check_at=now - timedelta(minutes=5))
+    deleted = make("deleted", deleted_at=now, next_check_at=now - timedelta(minutes=5))
+    before = {i.pk: i.next_check_at for i in (future, disabled, deleted)}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        claimed = checks.health_checks_dispatch(now=now)
+
+    assert claimed == 3
+    assert sorted(flat(queued_ids)) == sorted(str(i.pk) for i in (never, past, on_time))
+    for row in Integration.objects.filter(pk__in=[never.pk, past.pk, on_time.pk]):
+        assert now + timedelta(seconds=100) <= row.next_check_at <= now + timedelta(seconds=110)
+    for row in Integration.objects.filter(pk__in=before):
+        assert row.next_check_at == before[row.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checks.health_checks_dispatch(now=now) == 0  # nothing is due twice
+    assert len(flat(queued_ids)) == 3
+
+
+def test_dispatcher_works_through_batches_and_queues_chunks(
+    tenant, provider, settings, queued_ids, django_capture_on_commit_callbacks
+):
+    settings.HEALTH_DISPATCH_BATCH = 3
+    settings.HEALTH_TASK_CHUNK = 2
+    due = [IntegrationFactory(tenant=tenant, provider=provider) for _ in range(8)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checks.health_checks_dispatch() == 8
+
+    chunks = [chunk for per_thread in queued_ids.values() for chunk in per_thread]
+    assert all(1 <= len(chunk) <= 2 for chunk in chunks)
+    assert sorted(flat(queued_ids)) == sorted(str(i.pk) for i in due)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_at_once_never_claim_the_same_row(tenant, provider, settings, queued_ids):
+    settings.HEALTH_DISPATCH_BATCH = 7
+    due = {str(IntegrationFactory(tenant=tenant, provider=provider).pk) for _ in range(120)}
+    IntegrationFactory(tenant=tenant, provider=provider, next_check_at=timezone.now() + timedelta(hours=1))
+    start = threading.Barrier(2)
+    errors, claimed = [], {}
+
+    def dispatcher():
+        try:
+            start.wait(timeout=10)
+            claimed[threading.get_ident()] = checks.health_checks_dispatch()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert sum(claimed.values()) == len(due)
+    per_thread = [set(flat({ident: chunks})) for ident, chunks in queued_ids.items()]
+    all_ids = flat(queued_ids)
+    assert len(all_ids) == len(set(all_ids)), "a row was claimed twice"
+    assert set(all_ids) == due
+    if len(per_thread) == 2:
+        assert not per_thread[0] & per_thread[1]
+
+
+# --- running checks in bulk -----------------------------------------------------------------------------------------
+
+
+def far_side(tenant, provider, httpserver, n: int, tag: str, **fields) -> list[Integration]:
+    base = httpserver.url_for("/").rstrip("/")
+    return [
+        IntegrationFactory(tenant=tenant, provider=provider, name=f"{tag} {k}", api_base_url=base,
+                           test_endpoint="/ping", retry_count=0, timeout_seconds=5, **fields)
+        for k in range(n)
+    ]
+
+
+def test_health_checks_run_writes_one_health_check_per_integration(tenant, provider, httpserver):
+    httpserver.expect_request("/ping").respond_with_json({"ok": True})
+    httpserver.expect_request("/broken").respond_with_data("no", status=503)
+    good = far_side(tenant, provider, httpserver, 3, "good")
+    bad = far_side(tenant, provider, httpserver, 1, "bad")[0]
+    Integration.objects.filter(pk=bad.pk).update(test_endpoint="/broken")
+    disabled = far_side(tenant, provider, httpserver, 1, "off", status="disabled")[0]
+
+    ran = checks.health_checks_run(integration_ids=[str(i.pk) for i in (*good, bad, disabled)])
+
+    assert ran == 4
+    rows = ConnectionCheck.objects.filter(kind="health")
+    assert rows.count() == 4 and not rows.filter(integration=disabled).exists()
+    assert {r.integration_id for r in rows.filter(success=True)} == {i.pk for i in good}
+    assert rows.get(integration=bad).error_code == "UNEXPECTED_STATUS"
+    states = dict(Integration.objects.filter(pk__in=[i.pk for i in (*good, bad)]).values_list("pk", "health_state"))
+    assert states == {**{i.pk: "healthy" for i in good}, bad.pk: "degraded"}
+    assert len(httpserver.log) == 4
+
+
+def test_health_checks_run_writes_in_a_fixed_number_of_queries(tenant, provider, httpserver):
+    httpserver.expect_request("/ping").respond_with_json({"ok": True})
+    few = far_side(tenant, provider, httpserver, 2, "few")
+    many = far_side(tenant, provider, httpserver, 8, "many")
+
+    with CaptureQueriesContext(connection) as small:
+        checks.health_checks_run(integration_ids=[i.pk for i in few])
+    with CaptureQueriesContext(connection) as large:
+        checks.health_checks_run(integration_ids=[i.pk for i in many])
+
+    assert ConnectionCheck.objects.count() == 10
+    assert len(large) == len(small)
+
+
+def test_health_checks_run_with_nothing_live_does_nothing(integration):
+    Integration.objects.filter(pk=integration.pk).update(deleted_at=timezone.now())
+
+    assert checks.health_checks_run(integration_ids=[integration.pk]) == 0
+    assert not ConnectionCheck.objects.exists()
+
+
+# --- queued checks, sweep and prune --------------------------------------------------------------------------------
+
+
+def aged(check: ConnectionCheck, **delta) -> ConnectionCheck:
+    ConnectionCheck.objects.filter(pk=check.pk).update(created_at=timezone.now() - timedelta(**delta))
+    return check
+
+
+def new_check(integration, **fields) -> ConnectionCheck:
+    return ConnectionCheck.objects.create(tenant=integration.tenant, integration=integration, **fields)
+
+
+def test_prune_deletes_only_checks_older_than_the_retention(integration, settings):
+    settings.CHECK_RETENTION_DAYS = 30
+    old = aged(new_check(integration, success=True), days=31)
+    recent = aged(new_check(integration, success=True), days=29)
+    today = new_check(integration, success=False)
+
+    assert checks.checks_prune() == 1
+
+    assert set(ConnectionCheck.objects.values_list("pk", flat=True)) == {recent.pk, today.pk}
+    assert not ConnectionCheck.objects.filter(pk=old.pk).exists()
+    settings.CHECK_RETENTION_DAYS = 10
+    assert checks.checks_prune() == 1
+    assert list(ConnectionCheck.objects.values_list("pk", flat=True)) == [today.pk]
+
+
+def test_sweep_requeues_only_checks_left_queued_too_long(integration, settings, monkeypatch):
+    settings.QUEUED_CHECK_SWEEP_SECONDS = 120
+    requeued = []
+    monkeypatch.setattr(tasks.run_connection_check, "delay", requeued.append)
+    stale = aged(new_check(integration, state="queued", success=None), minutes=10)
+    aged(new_check(integration, state="completed", success=True), minutes=10)
+    new_check(integration, state="queued", success=None)
+
+    assert checks.queued_checks_sweep() == 1
+
+    assert requeued == [str(stale.pk)]
+
+
+def test_connection_test_queue_hands_the_check_to_the_worker_after_commit(
+    integration, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(tasks.run_connection_check, "delay", sent.append)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+    assert check.state == "queued" and not sent
+    for callback in callbacks:
+        callback()
+
+    assert sent == [str(check.pk)]
+
+
+def test_a_broker_failure_while_queueing_does_not_fail_the_caller(integration, monkeypatch,
+                                                                  django_capture_on_commit_callbacks):
+    def broken(*args):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.run_connection_check, "delay", broken)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+
+    assert ConnectionCheck.objects.get(pk=check.pk).state == "queued"  # the sweep picks it up later
+
+
+def test_executing_an_unknown_or_finished_check_is_a_no_op(integration):
+    done = new_check(integration, state="completed", success=True)
+
+    assert checks.connection_check_execute(check_id=done.pk) is None
+    assert checks.connection_check_execute(check_id="00000000-0000-0000-0000-000000000000") is None
+    done.refresh_from_db()
+    assert done.state == "completed"
+
+
+def test_the_worker_task_completes_a_queued_check(integration, httpserver):
+    Integration.objects.filter(pk=integration.pk).update(
+        api_base_url=httpserver.url_for("/").rstrip("/"), test_endpoint="/ping", retry_count=0
+    )
+    httpserver.expect_request("/ping").respond_with_json({"ok": True})
+    check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+
+    tasks.run_connection_check(str(check.pk))
+    tasks.run_connection_check(str(check.pk))
+
+    check.refresh_from_db()
+    assert check.state == "completed" and check.success is True and check.finished_at is not None
+    assert len(httpserver.log) == 1
+
+
+def test_a_check_left_running_by_a_lost_worker_runs_again_and_is_swept(integration, httpserver, settings,
+                                                                         monkeypatch):
+    Integration.objects.filter(pk=integration.pk).update(
+        api_base_url=httpserver.url_for("/").rstrip("/"), test_endpoint="/ping", retry_count=0
+    )
+    httpserver.expect_request("/ping").respond_with_json({"ok": True})
+    recent = new_check(integration, state="running", success=None, started_at=timezone.now())
+    lost = new_check(integration, state="running", success=None,
+                     started_at=timezone.now() - timedelta(seconds=checks.RUNNING_STALE_SECONDS + 60))
+    aged(lost, seconds=checks.RUNNING_STALE_SECONDS + 60)
+    aged(recent, seconds=checks.RUNNING_STALE_SECONDS + 60)
+    requeued = []
+    monkeypatch.setattr(tasks.run_connection_check, "delay", requeued.append)
+
+    assert checks.queued_checks_sweep() == 1
+    assert requeued == [str(lost.pk)]
+    assert checks.connection_check_execute(check_id=recent.pk) is None  # still in a worker's hands
+    assert checks.connection_check_execute(check_id=lost.pk) is not None
+
+    lost.refresh_from_db()
+    assert lost.state == "completed" and lost.success is True
+
+
+# --- probing ---------------------------------------------------------------------------------------------------------
+
+
+def test_an_absolute_test_endpoint_stands_alone(integration):
+    integration.test_endpoint = "https://status.example.org/health"
+
+    assert checks.endpoint_url(integration, integration.test_endpoint) == "https://status.example.org/health"
+    integration.api_base_url = "https://api.example.com/v2/"
+    assert checks.endpoint_url(integration, "/ping") == "https://api.example.com/v2/ping"
+    assert checks.endpoint_url(integration, "") == "https://api.example.com/v2/"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"[1, 2, 3, 4, 5]", [1, 2, 3]),
+        (b'{"a": 1}', {"a": 1}),
+        (b"not json", None),
+        (b"\xff\xfe", None),
+        (json.dumps(["y" * 3000]).encode(), {"truncated": True}),
+    ],
+)
+def test_sample_is_small_json_or_nothing(body, expected):
+    assert checks.make_sample(body) == expected
+
+
+def test_a_refused_url_is_recorded_as_url_not_allowed_without_a_request(integration, settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = []
+    Integration.objects.filter(pk=integration.pk).update(api_base_url="http://127.0.0.1:9", retry_count=0)
+    integration.refresh_from_db()
+
+    check = checks.connection_test_run(integration=integration, actor=SYSTEM)
+
+    assert check.error_code == "URL_NOT_ALLOWED" and check.success is False and check.status_code is None

@@ -1,0 +1,299 @@
+"""Webhook endpoints, secret rotation, accepting and processing events.
+
+Writes are atomic and audited, except the receiver's insert, which is the
+hot path: one statement, committed before the caller gets its 202.
+"""
+import json
+import logging
+import random
+import secrets as pysecrets
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.services import Actor, audit_record
+from connections.choices import UpdateMethod
+from connections.polling import PollError, extract_items, statuses_store
+from integrations_site.api.errors import ConflictError, ValidationFailed
+
+from . import signatures
+from .choices import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS, EventStatus
+from .models import WebhookEndpoint, WebhookEvent
+
+logger = logging.getLogger("webhooks")
+
+ENDPOINT_FIELDS = (
+    "name", "description", "active", "verify_signature", "signature_scheme", "signature_header",
+    "tolerance_seconds", "max_body_bytes", "dedupe", "rate_limit_per_minute",
+)
+DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+
+
+def _new_path() -> str:
+    return pysecrets.token_urlsafe(16)  # 128 random bits
+
+
+def _check_path_free(path: str, exclude_pk=None) -> None:
+    taken = WebhookEndpoint.objects.filter(path=path)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ConflictError(f"The path '{path}' is taken.", details={"path": path})
+
+
+@transaction.atomic
+def endpoint_create(*, actor: Actor, tenant, integration, data: dict) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; returns it and its secret (shown this once)."""
+    path = data.get("path") or _new_path()
+    _check_path_free(path)
+    scheme = data.get("signature_scheme") or integration.provider.default_webhook_signature_scheme or "hmac_sha256"
+    secret = data.get("secret") or signatures.new_secret(scheme)
+    endpoint = WebhookEndpoint(
+        tenant=tenant, integration=integration, path=path, secret=secret,
+        **{k: v for k, v in data.items() if k in ENDPOINT_FIELDS and k != "signature_scheme"},
+        signature_scheme=scheme,
+    )
+    try:
+        with transaction.atomic():
+            endpoint.save()
+    except IntegrityError:
+        raise ConflictError(f"The path '{path}' is taken.", details={"path": path}) from None
+    audit_record(actor=actor, action="webhook_endpoint.created", target=endpoint, tenant=tenant,
+                 changes={"path": {"to": path}, "signature_scheme": {"to": scheme}, "secret": "set"},
+                 secret_fields=frozenset({"secret"}))
+    return endpoint, secret
+
+
+@transaction.atomic
+def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, data: dict) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    changes = {}
+    for field, value in data.items():
+        if field == "path" and value != endpoint.path:
+            _check_path_free(value, exclude_pk=endpoint.pk)
+        if (field in ENDPOINT_FIELDS or field == "path") and getattr(endpoint, field) != value:
+            changes[field] = {"from": getattr(endpoint, field), "to": value}
+            setattr(endpoint, field, value)
+    if changes:
+        endpoint.save()
+        audit_record(actor=actor, action="webhook_endpoint.updated", target=endpoint, changes=changes)
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_delete(*, actor: Actor, endpoint: WebhookEndpoint) -> None:
+    """Soft delete: the path stops answering; its events stay readable and replayable."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    endpoint.deleted_at = timezone.now()
+    endpoint.active = False
+    endpoint.save(update_fields=["deleted_at", "active", "updated_at"])
+    audit_record(actor=actor, action="webhook_endpoint.deleted", target=endpoint)
+
+
+def endpoints_disable_for_integration(*, actor: Actor, integration) -> int:
+    """Deleting an integration turns its endpoints off (their events are kept)."""
+    endpoints = list(WebhookEndpoint.objects.live().filter(integration=integration, active=True))
+    for endpoint in endpoints:
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False, updated_at=timezone.now())
+        audit_record(actor=actor, action="webhook_endpoint.disabled", target=endpoint,
+                     changes={"active": {"from": True, "to": False}, "reason": "integration deleted"})
+    return len(endpoints)
+
+
+@transaction.atomic
+def webhook_secret_rotate(
+    *, actor: Actor, endpoint: WebhookEndpoint, secret: str | None = None, grace_seconds: int | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """New secret; the old one keeps verifying for ``grace_seconds`` (default 24 h, max 7 days, 0 = none)."""
+    grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    if not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise ValidationFailed(
+            f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}.",
+            details={"grace_seconds": [f"Must be between 0 and {MAX_GRACE_SECONDS}."]},
+        )
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    now = timezone.now()
+    new = secret or signatures.new_secret(endpoint.signature_scheme)
+    if grace and endpoint.secret:
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = now + timedelta(seconds=grace)
+    else:
+        endpoint.previous_secret = ""
+        endpoint.previous_secret_expires_at = None
+    endpoint.secret = new
+    endpoint.secret_rotated_at = now
+    endpoint.save()
+    audit_record(actor=actor, action="webhook_endpoint.secret_rotated", target=endpoint,
+                 changes={"secret": "rotated", "grace_seconds": grace,
+                          "previous_secret_expires_at": endpoint.previous_secret_expires_at},
+                 secret_fields=frozenset({"secret"}))
+    return endpoint, new
+
+
+def filtered_headers(headers: dict) -> dict:
+    return {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+
+
+def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
+                 source_ip: str | None, dedupe_key: str | None) -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery; returns (event, created). A duplicate returns the original.
+
+    One INSERT in autocommit: when this returns, the event is committed.
+    """
+    event = WebhookEvent(
+        endpoint=endpoint, tenant_id=endpoint.tenant_id, dedupe_key=dedupe_key, body=body,
+        content_type=content_type[:200], headers=filtered_headers(headers), source_ip=source_ip,
+    )
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)  # autocommit: one statement, committed on return
+    except IntegrityError:
+        original = WebhookEvent.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).first()
+        if original is None:
+            raise
+        return original, False
+    return event, True
+
+
+def parse_body(body: bytes, content_type: str):
+    """JSON or form bodies (a form's ``payload`` field holding JSON is unpacked, as Slack sends it)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    text = body.decode("utf-8")
+    if kind == "application/x-www-form-urlencoded":
+        form = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(text, keep_blank_values=True).items()}
+        if isinstance(form.get("payload"), str):
+            try:
+                return json.loads(form["payload"])
+            except ValueError:
+                pass
+        return form
+    return json.loads(text)
+
+
+def handle_event(event: WebhookEvent) -> dict:
+    """Dispatch by the integration's handler; returns what the processing did."""
+    integration = event.endpoint.integration
+    data = parse_body(bytes(event.body), event.content_type)
+    if integration.update_method != UpdateMethod.WEBHOOK or integration.deleted_at is not None:
+        return {"handled": "recorded"}
+    if isinstance(data, dict) and integration.status_id_field in data and integration.status_field in data \
+            and not integration.status_items_path:
+        data = [data]
+    try:
+        pairs = extract_items(data, integration)
+    except PollError:
+        return {"handled": "recorded", "statuses": 0}
+    result = statuses_store(integration=integration, pairs=pairs)
+    return {"handled": "statuses", **result.as_dict()}
+
+
+def retry_delay(attempts: int) -> int | None:
+    """Seconds before the next try (with ±10 % jitter), or None after the last one."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempts > len(schedule):
+        return None
+    base = schedule[attempts - 1]
+    return max(1, int(base * random.uniform(0.9, 1.1)))
+
+
+def event_process(*, event_id) -> str | None:
+    """Process one event. Idempotent and safe to retry.
+
+    The row is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` inside the same
+    transaction that applies its effects and marks it processed: a worker that
+    dies mid-way rolls everything back and leaves the event pending, and a
+    second run of a processed event is a no-op. Returns the new status, or
+    None when there was nothing to do.
+    """
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("endpoint__integration__provider")
+            .filter(pk=event_id, status=EventStatus.PENDING).first()
+        )
+        if event is None:
+            return None
+        event.attempts += 1
+        try:
+            with transaction.atomic():
+                result = handle_event(event)
+        except Exception as exc:  # any handler failure is retried on the schedule
+            delay = retry_delay(event.attempts)
+            event.last_error = f"{type(exc).__name__}: {str(exc)[:500]}"
+            if delay is None:
+                event.status = EventStatus.FAILED
+                event.next_attempt_at = None
+                logger.warning("webhooks.event.failed event=%s attempts=%s", event.pk, event.attempts)
+            else:
+                event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+                transaction.on_commit(lambda: _schedule_retry(event.pk, delay))
+            event.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+            return event.status
+        event.status = EventStatus.PROCESSED
+        event.processed_at = timezone.now()
+        event.result = result
+        event.last_error = ""
+        event.next_attempt_at = None
+        event.save(update_fields=["attempts", "status", "processed_at", "result", "last_error", "next_attempt_at"])
+        return event.status
+
+
+def _schedule_retry(event_id, delay: int) -> None:
+    from .tasks import process_webhook_event
+
+    try:
+        process_webhook_event.apply_async((str(event_id),), countdown=delay)
+    except Exception:  # the sweep picks it up when next_attempt_at has passed
+        logger.warning("webhooks.event.retry_enqueue_failed event=%s", event_id)
+
+
+@transaction.atomic
+def event_replay(*, actor: Actor, event: WebhookEvent) -> WebhookEvent:
+    """Queue a processed or failed event again (attempts start over). Audited."""
+    event = WebhookEvent.objects.select_for_update().get(pk=event.pk)
+    if event.status == EventStatus.PENDING:
+        raise ConflictError("The event is already waiting to be processed.", details={"status": event.status})
+    old = event.status
+    event.status = EventStatus.PENDING
+    event.attempts = 0
+    event.next_attempt_at = None
+    event.save(update_fields=["status", "attempts", "next_attempt_at"])
+    audit_record(actor=actor, action="webhook_event.replayed", target=event, tenant=event.tenant,
+                 changes={"status": {"from": old, "to": EventStatus.PENDING}})
+    from . import handoff
+
+    transaction.on_commit(lambda: handoff.queue_now([str(event.pk)]))
+    return event
+
+
+def events_sweep(*, now=None) -> int:
+    """Queue again pending events that waited longer than WEBHOOK_SWEEP_AFTER_SECONDS
+    (the broker was down, or a process died before handing them off)."""
+    from . import handoff
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_AFTER_SECONDS)
+    ids = [
+        str(pk) for pk in WebhookEvent.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
+        .exclude(next_attempt_at__gt=now).order_by("received_at").values_list("pk", flat=True)[:5000]
+    ]
+    handoff.queue_now(ids)
+    return len(ids)
+
+
+def events_prune(*, now=None) -> int:
+    """Delete processed events older than WEBHOOK_EVENT_RETENTION_DAYS."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
+    deleted, _ = WebhookEvent.objects.filter(status=EventStatus.PROCESSED, received_at__lt=cutoff).delete()
+    return deleted
+
+
+def signature_failure_count(*, endpoint: WebhookEndpoint) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(signature_failures=F("signature_failures") + 1)

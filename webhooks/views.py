@@ -1,0 +1,91 @@
+"""The public receiver: ``POST /hooks/{path}``.
+
+Plain Django on purpose (no DRF, no session or auth work): one indexed
+lookup, signature check on the raw bytes, one INSERT committed before the
+answer, and a batched hand-off to the queue.
+"""
+import logging
+import time
+
+from django.core.cache import cache
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations_site.api.errors import envelope
+
+from . import handoff, services, signatures
+from .models import WebhookEndpoint
+
+logger = logging.getLogger("webhooks")
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(envelope(code, message), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _rate_limited(endpoint: WebhookEndpoint) -> int | None:
+    """Seconds to wait when the endpoint's per-minute budget is spent, else None."""
+    window = int(time.time() // 60)
+    key = f"webhooks:rate:{endpoint.pk}:{window}"
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.add(key, 0, timeout=90)
+        count = cache.incr(key)
+    except Exception:  # the cache being down must not refuse deliveries
+        return None
+    if count > endpoint.rate_limit_per_minute:
+        return max(1, 60 - int(time.time()) % 60)
+    return None
+
+
+@csrf_exempt
+def receive(request, path: str):
+    if request.method != "POST":
+        response = _error(405, "METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.')
+        response["Allow"] = "POST"
+        return response
+    endpoint = WebhookEndpoint.objects.filter(path=path, active=True, deleted_at__isnull=True).first()
+    if endpoint is None:
+        return _error(404, "NOT_FOUND", "No webhook endpoint at this path.")
+
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > endpoint.max_body_bytes:
+        logger.info("webhooks.event.rejected endpoint=%s reason=too_large", endpoint.pk)
+        return _error(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {endpoint.max_body_bytes} bytes.")
+
+    wait = _rate_limited(endpoint)
+    if wait is not None:
+        logger.info("webhooks.event.rejected endpoint=%s reason=rate_limited", endpoint.pk)
+        return _error(429, "RATE_LIMIT_EXCEEDED", "Too many deliveries to this endpoint.", {"Retry-After": str(wait)})
+
+    body = request.read(endpoint.max_body_bytes + 1)
+    if len(body) > endpoint.max_body_bytes:
+        return _error(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {endpoint.max_body_bytes} bytes.")
+
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if endpoint.verify_signature:
+        try:
+            signatures.verify(
+                endpoint.signature_scheme, secrets=endpoint.verifying_secrets(), headers=headers, body=body,
+                tolerance=endpoint.tolerance_seconds, signature_header=endpoint.signature_header,
+            )
+        except signatures.SignatureError as exc:
+            services.signature_failure_count(endpoint=endpoint)
+            logger.info("webhooks.event.rejected endpoint=%s reason=signature detail=%s", endpoint.pk, exc.reason)
+            return _error(401, "SIGNATURE_INVALID", f"The signature was refused: {exc.reason}.")
+    elif not body:
+        return _error(400, "VALIDATION_ERROR", "The body is empty.")
+
+    dedupe_key = signatures.dedupe_key(endpoint.signature_scheme, headers, body) if endpoint.dedupe else None
+    event, created = services.event_accept(
+        endpoint=endpoint, body=body, headers=headers, content_type=request.content_type or "",
+        source_ip=request.META.get("REMOTE_ADDR") or None, dedupe_key=dedupe_key,
+    )
+    if not created:
+        return JsonResponse({"status": "duplicate", "event_id": str(event.pk)}, status=200)
+    handoff.hand_off(str(event.pk))
+    return JsonResponse({"status": "accepted", "event_id": str(event.pk)}, status=202)
