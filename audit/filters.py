@@ -10,7 +10,9 @@ class AuditEventFilter(django_filters.FilterSet):
     action = django_filters.CharFilter(help_text="Exact action, or a prefix ending in '.' (e.g. 'integration.').",
                                        method="filter_action")
     actor = django_filters.CharFilter(lookup_expr="icontains")
-    target = django_filters.CharFilter(method="filter_target", help_text="Target id, or a type like 'connections.integration'.")
+    target = django_filters.CharFilter(
+        method="filter_target", help_text="Target id, or a type like 'connections.integration'."
+    )
     target_type = django_filters.CharFilter()
     created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lte")

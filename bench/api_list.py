@@ -7,9 +7,9 @@
 Steps: create (if missing) and migrate a separate database (--db, on the
 server of DATABASE_URL), seed tenants x per-tenant integrations with
 bulk_create (each with a bearer credential), one tenant admin and one API key
-per tenant; count the SQL queries of one list and one detail request
-in-process; start gunicorn (sync workers, persistent DB connections) on a free
-loopback port; load each target for --seconds with --connections concurrent
+per tenant; count the SQL queries of each target and time it in-process
+(django.test.Client, sequential); start gunicorn (sync workers, persistent
+DB connections) on a free loopback port; load each target for --seconds with --connections concurrent
 clients, one TCP connection per request; print req/s, p50/p99 latency and
 errors, and the ratio of each API target to the plain view. gunicorn is
 stopped on every exit path. Traffic goes to 127.0.0.1 only.
@@ -157,17 +157,19 @@ def targets(data: dict, seed_value: int = 7) -> dict[str, list[tuple[str, dict]]
     return {"plain /healthz": plain, "list ?limit=50": listing, "detail": detail}
 
 
-def count_queries(request_sets: dict) -> dict[str, int]:
-    """SQL queries of one request per API target, in-process (after one warm-up request)."""
+def measure_in_process(request_sets: dict, repeat: int = 20) -> dict[str, dict]:
+    """Per target: SQL queries of one request and the median time of ``repeat`` sequential requests.
+
+    In-process through ``django.test.Client``, after one warm-up request; no
+    HTTP server, so the time is the application's own cost per request.
+    """
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     client = Client()
-    counts = {}
+    measured = {}
     for name, requests in request_sets.items():
-        if name.startswith("plain"):
-            continue
         path, headers = requests[0]
         kwargs = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
         first = client.get(path, **kwargs)
@@ -175,8 +177,16 @@ def count_queries(request_sets: dict) -> dict[str, int]:
             sys.exit(f"{name}: {path} answered {first.status_code}: {first.content[:300]!r}")
         with CaptureQueriesContext(connection) as captured:
             client.get(path, **kwargs)
-        counts[name] = len(captured.captured_queries)
-    return counts
+        queries = len(captured.captured_queries)  # read now: the next request resets the query log
+        times = []
+        for i in range(repeat):
+            path, headers = requests[i % len(requests)]
+            kwargs = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+            started = time.perf_counter()
+            client.get(path, **kwargs)
+            times.append((time.perf_counter() - started) * 1000)
+        measured[name] = {"queries": queries, "ms": statistics.median(times)}
+    return measured
 
 
 # --- server -------------------------------------------------------------------------
@@ -294,7 +304,7 @@ def main():
     setup_django(url)
     data = seed(args.tenants, args.per_tenant, args.reseed)
     request_sets = targets(data)
-    queries = count_queries(request_sets)
+    in_process = measure_in_process(request_sets)
 
     from django.db import connections
 
@@ -316,10 +326,12 @@ def main():
     print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
           f"({os.cpu_count()} CPUs; client and server share them)")
     print()
-    print(f"{'target':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7} {'errors':>7} {'queries':>8}")
+    print(f"{'target':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7} {'errors':>7} "
+          f"{'queries':>8} {'in-process ms':>14}")
     for name, r in results.items():
-        q = queries.get(name, "-")
-        print(f"{name:<16} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['ok']:>7} {r['errors']:>7} {q!s:>8}")
+        m = in_process[name]
+        print(f"{name:<16} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['ok']:>7} {r['errors']:>7} "
+              f"{m['queries']:>8} {m['ms']:>14.1f}")
     plain = results["plain /healthz"]["rps"]
     print()
     for name in ("list ?limit=50", "detail"):

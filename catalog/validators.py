@@ -1,4 +1,5 @@
 """Validators shared by the catalog's defaults and an integration's config."""
+import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -58,6 +59,7 @@ def validate_signature_scheme(value) -> None:
         raise ValidationError(f"Unknown signature scheme. Allowed: {', '.join(SignatureScheme.values)}.")
 
 
+HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,63}$")
 CREDENTIAL_FIELD_KEYS = {"name", "label", "secret", "required", "help_text", "header"}
 
 
@@ -77,6 +79,10 @@ def validate_credential_fields(value) -> None:
             raise ValidationError(f"Unknown key(s) in credential field: {', '.join(sorted(extra))}.")
         if item["name"] in names:
             raise ValidationError(f"Credential field '{item['name']}' is defined twice.")
+        header = item.get("header")
+        if header is not None and (not isinstance(header, str) or not HEADER_NAME.match(header)
+                                   or header.lower() in ("host", "content-length", "transfer-encoding", "cookie")):
+            raise ValidationError(f"Credential field '{item['name']}': 'header' must be an HTTP header name.")
         names.add(item["name"])
 
 

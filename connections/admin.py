@@ -2,14 +2,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from integrations_site.admin import ServiceAdminMixin, adopt, error_message, staff_actor
 from integrations_site.api.errors import ApiError
 from tenants.choices import plan_rank
 
-from . import adapters, services
+from . import adapters, checks, polling, services
 from .models import (
     CONFIG_FIELDS,
     ConfigVersion,
@@ -21,6 +21,7 @@ from .models import (
 )
 
 INTEGRATION_FIELDS = {f.name for f in Integration._meta.get_fields()}
+RECENT_CHECKS = 20
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -95,8 +96,8 @@ class IntegrationAdminForm(forms.ModelForm):
 class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
     list_display = (
-        "name", "tenant", "provider", "status", "health_state", "health_checked_at", "has_credentials",
-        "environment", "created_at",
+        "name", "tenant", "provider", "status", "health_state", "consecutive_failures", "last_success_at",
+        "last_error_code", "health_checked_at", "has_credentials", "environment", "created_at",
     )
     list_filter = (DeletedFilter, "status", "health_state", "environment", "provider", "tenant")
     search_fields = ("name", "description", "tenant__name", "tenant__slug", "provider__name", "provider__slug")
@@ -104,7 +105,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     autocomplete_fields = ("tenant", "provider")
     date_hierarchy = "created_at"
     inlines = (ConfigVersionInline,)
-    actions = ("enable_selected", "disable_selected")
+    actions = ("enable_selected", "disable_selected", "test_connection", "poll_statuses")
     service_object_kwarg = "integration"
     state_fields = (
         "status", "health_state", "health_checked_at", "consecutive_failures", "last_success_at",
@@ -130,11 +131,15 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if more:
             fieldsets.append(("More settings", {"fields": more}))
         fieldsets.append(("State", {"fields": self.state_fields}))
+        if obj is not None:
+            fieldsets.append(("Recent checks", {"fields": ("recent_checks",)}))
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
         # The owner of an existing integration never changes; status moves through the actions.
-        return (*self.state_fields, "tenant", "provider") if obj is not None else self.state_fields
+        if obj is None:
+            return self.state_fields
+        return (*self.state_fields, "tenant", "provider", "recent_checks")
 
     def get_queryset(self, request):
         has_credentials = Credential.objects.filter(
@@ -153,6 +158,44 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return "none"
         url = reverse("admin:connections_credential_change", args=[credential.pk])
         return format_html('<a href="{}">{}</a>, version {}', url, credential, credential.version)
+
+    @admin.display(description="last error")
+    def last_error_code(self, obj):
+        return (obj.last_error or {}).get("code") or "—"
+
+    @admin.display(description=f"latest {RECENT_CHECKS} checks")
+    def recent_checks(self, obj):
+        """The newest checks as a read-only table (a link leads to the full history)."""
+        rows = list(
+            ConnectionCheck.objects.filter(integration_id=obj.pk).order_by("-created_at")
+            .only("id", "kind", "state", "success", "status_code", "latency_ms", "error_code", "created_at")
+            [:RECENT_CHECKS]
+        ) if obj.pk else []
+        if not rows:
+            return "No checks yet."
+        history = reverse("admin:connections_connectioncheck_changelist") + f"?integration__id__exact={obj.pk}"
+        body = format_html_join(
+            "",
+            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:connections_connectioncheck_change", args=[row.pk]),
+                    row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    row.get_kind_display(),
+                    {True: "ok", False: "failed", None: row.get_state_display()}[row.success],
+                    row.status_code if row.status_code is not None else "—",
+                    f"{row.latency_ms} ms" if row.latency_ms is not None else "—",
+                    row.error_code or "—",
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            '<table class="recent-checks"><thead><tr><th>created</th><th>kind</th><th>success</th>'
+            "<th>status code</th><th>latency</th><th>error</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All checks of this integration</a></p>',
+            body, history,
+        )
 
     def save_model(self, request, obj, form, change):
         actor = staff_actor(request)
@@ -185,6 +228,35 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.action(description="Disable selected integrations")
     def disable_selected(self, request, queryset):
         self.run_per_object(request, queryset, services.integration_disable, "Disabled")
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request, queryset):
+        """Queue a connection test per live integration; the worker runs them."""
+        actor = staff_actor(request)
+        live = [i for i in queryset.select_related("provider") if not i.is_deleted]
+        for integration in live:
+            checks.connection_test_queue(integration=integration, actor=actor)
+        self.message_user(request, f"Queued {len(live)} connection test(s).", messages.SUCCESS)
+        self._report_deleted(request, queryset.count() - len(live))
+
+    @admin.action(description="Poll statuses now")
+    def poll_statuses(self, request, queryset):
+        """Queue a status poll per live integration that has a status endpoint."""
+        selected = list(queryset)
+        pollable = [i for i in selected if not i.is_deleted and i.status_endpoint]
+        for integration in pollable:
+            polling.status_poll_queue(integration=integration)
+        self.message_user(request, f"Queued {len(pollable)} status poll(s).", messages.SUCCESS)
+        missing = [str(i) for i in selected if not i.is_deleted and not i.status_endpoint]
+        if missing:
+            self.message_user(
+                request, f"Not polled, no status endpoint: {', '.join(missing)}.", messages.WARNING
+            )
+        self._report_deleted(request, sum(1 for i in selected if i.is_deleted))
+
+    def _report_deleted(self, request, count: int) -> None:
+        if count:
+            self.message_user(request, f"Skipped {count} deleted integration(s).", messages.WARNING)
 
 
 class CredentialAdminForm(forms.ModelForm):

@@ -7,10 +7,9 @@ from django.db import models
 from django.db.models import Q
 
 from catalog import validators
-from integrations_site.crypto import EncryptedJSONField
-from tenants.models import TenantScopedQuerySet
-
 from catalog.choices import CanonicalStatus
+from integrations_site.crypto import EncryptedJSONField, EncryptedTextField
+from tenants.models import TenantScopedQuerySet
 
 from .choices import (
     HEALTH_INTERVAL_RANGE,
@@ -163,6 +162,12 @@ class Credential(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_validated_at = models.DateTimeField(null=True, blank=True)
     validation_error = models.TextField(blank=True)
+    refresh_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker refreshing this token holds it until then."
+    )
+    refresh_failures = models.PositiveIntegerField(default=0)
+    next_refresh_at = models.DateTimeField(null=True, blank=True, help_text="Earliest retry after a failed refresh.")
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -231,6 +236,12 @@ class ConnectionCheck(models.Model):
     sample = models.JSONField(null=True, blank=True)
     url = models.CharField(max_length=1000, blank=True)
     requested_by = models.CharField(max_length=200, blank=True)
+    requested_by_user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -299,3 +310,33 @@ class StatusChange(models.Model):
 
     def __str__(self):
         return f"{self.external_id}: {self.old_canonical} → {self.new_canonical}"
+
+
+class OAuthState(models.Model):
+    """One authorization attempt: single use, short-lived, bound to integration, user and tenant.
+
+    Only a hash of ``state`` is stored; the PKCE verifier is encrypted.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="oauth_states")
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    for_user = models.BooleanField(default=False, help_text="The tokens belong to the user, not the tenant.")
+    state_hash = models.CharField(max_length=64, unique=True)
+    code_verifier = EncryptedTextField(blank=True, default="")
+    return_url = models.URLField(max_length=2000)
+    redirect_uri = models.URLField(max_length=500)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"OAuth state for {self.integration_id} ({'used' if self.used_at else 'open'})"

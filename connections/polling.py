@@ -111,14 +111,21 @@ def fetch(integration: Integration, credential: Credential | None) -> list[tuple
 
 @transaction.atomic
 def statuses_store(*, integration: Integration, pairs: list[tuple[str, str]]) -> PollResult:
-    """Upsert ExternalStatus rows and record a StatusChange per change, in bulk."""
+    """Upsert ExternalStatus rows and record a StatusChange per change, in bulk.
+
+    Polls of one integration are serialised on its row: two at once (the
+    periodic task and ``POST /poll``) would otherwise both insert a new item.
+    """
+    Integration.objects.select_for_update().filter(pk=integration.pk).values_list("pk", flat=True).first()
     now = timezone.now()
     mapping = raw_to_canonical(integration)
     result = PollResult()
     latest: dict[str, str] = dict(pairs)  # a repeated id keeps its last value
     existing = {
         s.external_id: s
-        for s in ExternalStatus.objects.select_for_update().filter(integration=integration, external_id__in=list(latest))
+        for s in ExternalStatus.objects.select_for_update().filter(
+            integration=integration, external_id__in=list(latest)
+        )
     }
     new_rows, updated, changes = [], [], []
     for external_id, raw in latest.items():

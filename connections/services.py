@@ -11,7 +11,7 @@ from integrations_site.api.errors import ConflictError, NotFoundError, Permissio
 from tenants.choices import plan_rank
 
 from . import adapters
-from .choices import CredentialStatus, IntegrationStatus
+from .choices import CredentialStatus, CredentialType, IntegrationStatus
 from .models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
 
 # Changing one of these queues a connection test.
@@ -277,3 +277,47 @@ def config_version_restore(*, actor: Actor, integration: Integration, number: in
     audit_record(actor=actor, action="integration.restored", target=integration,
                  changes={"restored_version": number, **changes})
     return integration
+
+
+@transaction.atomic
+def credential_update(*, actor: Actor, integration: Integration, data: dict, user=None) -> Credential:
+    """Change part of the stored credential (same type); the version goes up by one.
+
+    Fields not given keep their stored values; the merged set is validated as a whole.
+    """
+    integration = _lock(integration)
+    credential = Credential.objects.select_for_update().filter(integration=integration, user=user).first()
+    if credential is None or not credential.is_set:
+        raise NotFoundError("This integration has no credentials to update; set them with PUT first.")
+    credential_type = data.pop("type", credential.type)
+    if credential_type != credential.type:
+        raise ValidationFailed(
+            "PATCH keeps the credential type; use PUT to replace the credentials with another type.",
+            details={"type": [f"Must be '{credential.type}'."]},
+        )
+    if not data:
+        raise ValidationFailed("Give at least one field to change.", details={"non_field_errors": ["Nothing to change."]})
+    merged = {**(credential.public_fields or {}), **(credential.payload or {}), **data}
+    if credential_type == CredentialType.OAUTH2 and merged.get("expires_at") is None:
+        merged.pop("expires_at", None)
+    secret, public, hint = adapters.split_credential(credential_type, integration.provider, merged)
+    credential.payload, credential.public_fields, credential.hint = secret, public, hint
+    credential.version += 1
+    credential.status = CredentialStatus.ACTIVE
+    credential.last_validated_at = None
+    credential.validation_error = ""
+    if credential_type == CredentialType.OAUTH2:
+        credential.expires_at = public.get("expires_at")
+    credential.save()
+    if not user:
+        _record_version(integration=integration, actor=actor, reason=f"credentials updated (v{credential.version})")
+    secret_names = adapters.secret_field_names(credential_type, integration.provider) | set(secret)
+    audit_record(
+        actor=actor, action="credential.updated", target=integration,
+        changes={"version": credential.version, **{k: "changed" for k in data if k in secret},
+                 **{k: v for k, v in data.items() if k in public}},
+        secret_fields=frozenset(secret_names),
+    )
+    if not user:
+        _queue_test(integration, actor)
+    return credential

@@ -56,3 +56,10 @@ def sweep_queued_checks() -> int:
 @shared_task(name="connections.prune_checks", **TASK_OPTIONS)
 def prune_checks() -> int:
     return checks.checks_prune()
+
+
+@shared_task(name="connections.refresh_oauth_tokens", soft_time_limit=300, time_limit=360, **TASK_OPTIONS)
+def refresh_oauth_tokens() -> dict:
+    from . import oauth
+
+    return oauth.refresh_due()

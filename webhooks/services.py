@@ -275,7 +275,11 @@ def event_replay(*, actor: Actor, event: WebhookEvent) -> WebhookEvent:
 
 def events_sweep(*, now=None) -> int:
     """Queue again pending events that waited longer than WEBHOOK_SWEEP_AFTER_SECONDS
-    (the broker was down, or a process died before handing them off)."""
+    (the broker was down, or a process died before handing them off).
+
+    Queued in tasks of WEBHOOK_HANDOFF_BATCH ids, so that a backlog is shared
+    by every worker instead of running in one task.
+    """
     from . import handoff
 
     now = now or timezone.now()
@@ -284,7 +288,9 @@ def events_sweep(*, now=None) -> int:
         str(pk) for pk in WebhookEvent.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
         .exclude(next_attempt_at__gt=now).order_by("received_at").values_list("pk", flat=True)[:5000]
     ]
-    handoff.queue_now(ids)
+    batch = settings.WEBHOOK_HANDOFF_BATCH
+    for start in range(0, len(ids), batch):
+        handoff.queue_now(ids[start:start + batch])
     return len(ids)
 
 

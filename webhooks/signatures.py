@@ -48,10 +48,11 @@ def _header(headers: dict, name: str) -> str:
 
 
 def _timestamp(value: str, tolerance: int, now: float) -> int:
-    try:
-        ts = int(value)
-    except ValueError:
-        raise SignatureError("malformed timestamp") from None
+    # ASCII digits only, and few enough of them to compare with a float clock
+    # (int() would accept "١٢٣", "1_000" and numbers too large for a float).
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        raise SignatureError("malformed timestamp")
+    ts = int(value)
     if abs(now - ts) > tolerance:
         raise SignatureError("timestamp outside the tolerance window")
     return ts

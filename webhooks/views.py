@@ -42,6 +42,26 @@ def _rate_limited(endpoint: WebhookEndpoint) -> int | None:
     return None
 
 
+def _read_body(request, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body.
+
+    Django reads nothing when there is no Content-Length; a chunked body is
+    still there when the server ends the stream itself (gunicorn decodes the
+    chunks and sets ``wsgi.input_terminated``), so it is read from the stream.
+    """
+    meta = request.META
+    if meta.get("CONTENT_LENGTH") or not meta.get("wsgi.input_terminated"):
+        return request.read(limit)
+    stream, parts, size = meta["wsgi.input"], [], 0
+    while size < limit:
+        chunk = stream.read(min(65536, limit - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 @csrf_exempt
 def receive(request, path: str):
     if request.method != "POST":
@@ -62,7 +82,7 @@ def receive(request, path: str):
         logger.info("webhooks.event.rejected endpoint=%s reason=rate_limited", endpoint.pk)
         return _error(429, "RATE_LIMIT_EXCEEDED", "Too many deliveries to this endpoint.", {"Retry-After": str(wait)})
 
-    body = request.read(endpoint.max_body_bytes + 1)
+    body = _read_body(request, endpoint.max_body_bytes + 1)
     if len(body) > endpoint.max_body_bytes:
         return _error(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {endpoint.max_body_bytes} bytes.")
 

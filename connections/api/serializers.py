@@ -137,9 +137,9 @@ def validate_credential_input(data) -> tuple[str, dict]:
         raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
     credential_type = data.get("type")
     if credential_type not in CREDENTIAL_SERIALIZERS:
-        raise serializers.ValidationError(
-            {"type": [f"Must be one of: {', '.join(CredentialType.values)}." if credential_type else "This field is required."]}
-        )
+        allowed = ", ".join(CredentialType.values)
+        message = f"Must be one of: {allowed}." if credential_type else "This field is required."
+        raise serializers.ValidationError({"type": [message]})
     serializer = CREDENTIAL_SERIALIZERS[credential_type](data=data)
     serializer.is_valid(raise_exception=True)
     fields = dict(serializer.validated_data)
@@ -256,3 +256,76 @@ class PollResultSerializer(serializers.Serializer):
 
 class QueuedPollSerializer(serializers.Serializer):
     status = serializers.CharField(default="queued")
+
+
+class CredentialPatchSerializer(serializers.Serializer):
+    """Any of the fields of the stored credential's type (``type`` may be repeated, not changed)."""
+
+    type = serializers.ChoiceField(choices=CredentialType.choices, required=False)
+
+
+class CredentialPatchResultSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    credential_version = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class ConnectOAuthSerializer(StrictFieldsMixin, serializers.Serializer):
+    return_url = serializers.CharField(
+        max_length=2000, trim_whitespace=False,
+        help_text="https URL on a host in the tenant's allowed_return_hosts; the callback redirects there.",
+    )
+
+
+class AuthorizationSerializer(serializers.Serializer):
+    authorization_url = serializers.URLField()
+    state = serializers.CharField()
+
+
+class DisconnectSerializer(serializers.Serializer):
+    disconnected = serializers.BooleanField()
+    revoked_at_provider = serializers.BooleanField(allow_null=True, help_text="null when there was nothing to revoke.")
+    revoke_error = serializers.CharField(allow_blank=True)
+
+
+class MeConnectionSerializer(serializers.Serializer):
+    connected = serializers.BooleanField()
+    connection_id = serializers.UUIDField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    last_connected_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    scopes = serializers.ListField(child=serializers.CharField())
+
+
+def me_connection_data(credential: Credential | None) -> dict:
+    connected = bool(credential and credential.is_set and credential.status == "active")
+    return {
+        "connected": connected,
+        "connection_id": credential.pk if credential and credential.is_set else None,
+        "status": credential.status if credential else None,
+        "last_connected_at": credential.last_refreshed_at or credential.updated_at if credential else None,
+        "expires_at": credential.expires_at if credential and credential.is_set else None,
+        "scopes": (credential.public_fields or {}).get("scopes", []) if credential and credential.is_set else [],
+    }
+
+
+class UserConnectionSerializer(serializers.ModelSerializer):
+    """Who is connected to a user-scoped integration; never a token."""
+
+    connection_id = serializers.UUIDField(source="id", read_only=True)
+    user_id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    connected = serializers.SerializerMethodField()
+    scopes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Credential
+        fields = ["connection_id", "user_id", "username", "connected", "status", "expires_at", "scopes",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_connected(self, obj) -> bool:
+        return obj.is_set and obj.status == "active"
+
+    def get_scopes(self, obj) -> list[str]:
+        return (obj.public_fields or {}).get("scopes", []) if obj.is_set else []

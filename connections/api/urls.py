@@ -1,3 +1,5 @@
+from django.urls import path
+
 from integrations_site.api.routers import ContractRouter
 
 from . import views
@@ -17,5 +19,13 @@ router.register(
 router.register(
     r"integrations/(?P<integration_pk>[^/.]+)/statuses", views.ExternalStatusViewSet, basename="integration-status"
 )
+router.register(
+    r"integrations/(?P<integration_pk>[^/.]+)/user-connections", views.UserConnectionViewSet,
+    basename="integration-user-connection",
+)
+router.register("me/integrations", views.MeIntegrationViewSet, basename="me-integration")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("oauth/callback", views.OAuthCallbackView.as_view(), name="oauth-callback"),
+    *router.urls,
+]

@@ -1,9 +1,14 @@
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from catalog.models import IntegrationProvider
 from integrations_site.api.errors import (
@@ -16,7 +21,7 @@ from integrations_site.api.errors import (
 )
 from integrations_site.api.viewsets import TenantScopedViewSet
 
-from .. import checks, polling, selectors, services
+from .. import checks, oauth, polling, selectors, services
 from ..choices import CheckError
 from ..filters import (
     ConfigVersionFilter,
@@ -25,22 +30,30 @@ from ..filters import (
     IntegrationFilter,
     StatusChangeFilter,
 )
-from ..models import ConfigVersion, ConnectionCheck, ExternalStatus, StatusChange
+from ..models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
 from .serializers import (
+    AuthorizationSerializer,
     ConfigVersionSerializer,
     ConnectionCheckSerializer,
+    ConnectionSerializer,
+    ConnectOAuthSerializer,
+    CredentialInSerializer,
+    CredentialOutSerializer,
+    CredentialPatchResultSerializer,
+    CredentialPatchSerializer,
+    DisconnectSerializer,
     ExternalStatusSerializer,
     HealthSerializer,
+    IntegrationSerializer,
+    MeConnectionSerializer,
     PollResultSerializer,
     QueuedCheckSerializer,
     QueuedPollSerializer,
     StatusChangeSerializer,
-    ConnectionSerializer,
-    CredentialInSerializer,
-    CredentialOutSerializer,
-    IntegrationSerializer,
+    UserConnectionSerializer,
     connection_data,
     credential_out,
+    me_connection_data,
     validate_credential_input,
 )
 
@@ -75,6 +88,8 @@ class IntegrationViewSet(
         "enable": "integrations.write",
         "disable": "integrations.write",
         "credentials": "integrations.write",
+        "connect_oauth": "integrations.write",
+        "disconnect": "integrations.write",
         "destroy": "integrations.delete",
         "test": "integrations.write",
         "poll": "integrations.write",
@@ -124,14 +139,24 @@ class IntegrationViewSet(
         return Response(IntegrationSerializer(self._fresh(integration)).data)
 
     @extend_schema(methods=["PUT"], request=CredentialInSerializer, responses={200: CredentialOutSerializer})
+    @extend_schema(methods=["PATCH"], request=CredentialPatchSerializer,
+                   responses={200: CredentialPatchResultSerializer})
     @extend_schema(methods=["DELETE"], request=None, responses={204: None})
-    @action(detail=True, methods=["put", "delete"])
+    @action(detail=True, methods=["put", "patch", "delete"])
     def credentials(self, request, pk=None):
+        """PUT sets (type + fields), PATCH changes some fields, DELETE removes. Never answers a secret."""
         integration = self.get_object()
         if request.method == "DELETE":
             if not services.credential_remove(actor=self.actor, integration=integration):
                 raise NotFoundError("This integration has no credentials to remove.")
             return Response(status=status.HTTP_204_NO_CONTENT)
+        if request.method == "PATCH":
+            if not isinstance(request.data, dict):
+                raise ValidationFailed("Expected a JSON object.")
+            credential = services.credential_update(actor=self.actor, integration=integration,
+                                                    data=dict(request.data))
+            return Response({"success": True, "credential_version": credential.version,
+                             "updated_at": credential.updated_at})
         credential_type, fields = validate_credential_input(request.data)
         credential = services.credential_set(
             actor=self.actor, integration=integration, credential_type=credential_type, data=fields
@@ -175,6 +200,23 @@ class IntegrationViewSet(
         except polling.PollError as exc:
             raise poll_error_response(exc) from None
         return Response(result.as_dict())
+
+    @extend_schema(request=ConnectOAuthSerializer, responses={200: AuthorizationSerializer})
+    @action(detail=True, methods=["post"], url_path="connect/oauth")
+    def connect_oauth(self, request, pk=None):
+        """Start an OAuth2 connect flow: the URL to send the user to, and its single-use state."""
+        serializer = ConnectOAuthSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        integration = self.get_object()
+        return Response(oauth.oauth_start(actor=self.actor, integration=integration,
+                                          return_url=serializer.validated_data["return_url"]),
+                        headers={"Cache-Control": "no-store"})
+
+    @extend_schema(request=None, responses={200: DisconnectSerializer})
+    @action(detail=True, methods=["post"])
+    def disconnect(self, request, pk=None):
+        """Revoke at the provider when it can (a failure is recorded, not fatal) and erase the secrets."""
+        return Response(oauth.oauth_disconnect(actor=self.actor, integration=self.get_object()))
 
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])
@@ -282,3 +324,105 @@ class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     ordering_fields = ["changed_at", "external_id"]
     ordering = ["-changed_at"]
     permission_map = {"*": "integrations.read"}
+
+
+@extend_schema(parameters=[INTEGRATION_ID])
+class UserConnectionViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
+    """Users connected to a user-scoped integration (tenant admins): who, never their tokens."""
+
+    queryset = Credential.objects.filter(user__isnull=False).select_related("user")
+    serializer_class = UserConnectionSerializer
+    ordering_fields = ["updated_at", "created_at"]
+    ordering = ["-updated_at"]
+    lookup_field = "user_id"
+    lookup_value_regex = r"[0-9]+"
+    permission_map = {"*": "user_connections.manage"}
+
+    @extend_schema(request=None, responses={200: DisconnectSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, integration_pk=None, user_id=None):
+        """Disconnect one user: revoke at the provider and erase their tokens."""
+        credential = self.get_object()
+        return Response(oauth.oauth_disconnect(actor=self.actor, integration=self.integration(),
+                                               user=credential.user))
+
+
+@extend_schema(parameters=[INTEGRATION_ID])
+class MeIntegrationViewSet(TenantScopedViewSet):
+    """The caller's own connection to a user-scoped integration."""
+
+    queryset = selectors.integration_list_queryset()
+    serializer_class = MeConnectionSerializer
+    not_found_error = IntegrationNotFound
+    permission_map = {"*": "me.connect"}
+
+    def _own_integration(self) -> Integration:
+        integration = self.get_object()
+        if not integration.user_scoped:
+            raise ValidationFailed("This integration is not user-scoped; it has one tenant-wide connection.",
+                                   details={"user_scoped": [False]})
+        if not getattr(self.request.user, "pk", None):
+            raise ValidationFailed("User-scoped connections belong to users; API keys have none.")
+        return integration
+
+    @extend_schema(request=ConnectOAuthSerializer, responses={200: AuthorizationSerializer})
+    @action(detail=True, methods=["post"], url_path="connect/oauth")
+    def connect_oauth(self, request, pk=None):
+        serializer = ConnectOAuthSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        integration = self._own_integration()
+        return Response(oauth.oauth_start(actor=self.actor, integration=integration, user=request.user,
+                                          return_url=serializer.validated_data["return_url"]),
+                        headers={"Cache-Control": "no-store"})
+
+    @extend_schema(responses={200: MeConnectionSerializer})
+    @action(detail=True, methods=["get"])
+    def connection(self, request, pk=None):
+        integration = self._own_integration()
+        credential = Credential.objects.filter(integration=integration, user=request.user).first()
+        return Response(me_connection_data(credential))
+
+    @extend_schema(request=None, responses={200: DisconnectSerializer})
+    @action(detail=True, methods=["post"])
+    def disconnect(self, request, pk=None):
+        integration = self._own_integration()
+        return Response(oauth.oauth_disconnect(actor=self.actor, integration=integration, user=request.user))
+
+
+class OAuthCallbackView(APIView):
+    """The provider sends the user back here; we exchange the code and redirect to the return URL.
+
+    An unknown, used or expired state, or an issuer mix-up, gets an HTML page and no redirect.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = []
+
+    @extend_schema(
+        auth=[],
+        parameters=[
+            OpenApiParameter("state", str, OpenApiParameter.QUERY, required=True),
+            OpenApiParameter("code", str, OpenApiParameter.QUERY),
+            OpenApiParameter("error", str, OpenApiParameter.QUERY),
+            OpenApiParameter("iss", str, OpenApiParameter.QUERY, description="Issuer (RFC 9207), checked if sent."),
+        ],
+        responses={
+            302: OpenApiResponse(description="Redirect to the return URL with status=connected or status=error."),
+            400: OpenApiResponse(response=OpenApiTypes.STR, description="HTML page: the callback was refused."),
+        },
+    )
+    def get(self, request):
+        params = {k: request.query_params.get(k, "") for k in ("state", "code", "error", "iss")}
+        try:
+            location = oauth.oauth_callback(params=params)
+        except oauth.OAuthCallbackError as exc:
+            response = TemplateResponse(
+                request, "oauth/result.html", {"title": "Connection not completed", "message": str(exc)}, status=400
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+        response = HttpResponseRedirect(location)
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response

@@ -22,6 +22,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "tenant.read": EVERYONE,
     "tenant.update": frozenset({SUPER_ADMIN, TA}),
     "audit.read": frozenset({SUPER_ADMIN, TA, IM}),
+    "user_connections.manage": frozenset({SUPER_ADMIN, TA}),
+    "me.connect": EVERYONE,
 }
 
 
@@ -39,6 +41,8 @@ class RolePermission(BasePermission):
         role = getattr(ctx, "role", None)
         if role is None:
             return False
+        if request.method.lower() not in getattr(view, "http_method_names", ()):
+            return True  # a method the view turned off (e.g. PUT): DRF answers 405
         permission = view.required_permission() if hasattr(view, "required_permission") else None
         if permission is None:
             # A method the view does not serve: let DRF answer 405, not a misleading 403.

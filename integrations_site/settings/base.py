@@ -186,7 +186,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": 3600}
+    # Seconds before a task taken but never acknowledged (its worker died) is delivered again.
+    else {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 )
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = False
@@ -241,3 +242,8 @@ WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=3
 WEBHOOK_HANDOFF = env("WEBHOOK_HANDOFF", default="batched")  # or "immediate"
 WEBHOOK_HANDOFF_INTERVAL = env.float("WEBHOOK_HANDOFF_INTERVAL", default=0.2)
 WEBHOOK_HANDOFF_BATCH = env.int("WEBHOOK_HANDOFF_BATCH", default=100)
+
+# --- OAuth ------------------------------------------------------------------------
+# The redirect URI registered with providers: the public address of /api/v1/oauth/callback.
+OAUTH_CALLBACK_URL = env("OAUTH_CALLBACK_URL", default="http://127.0.0.1:8000/api/v1/oauth/callback")
+OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=900)

@@ -4,7 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -379,3 +379,32 @@ def test_a_refused_url_is_recorded_as_url_not_allowed_without_a_request(integrat
     check = checks.connection_test_run(integration=integration, actor=SYSTEM)
 
     assert check.error_code == "URL_NOT_ALLOWED" and check.success is False and check.status_code is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_check_runs_even_while_its_integration_row_is_locked(integration):
+    """Claiming the check locks the check row only; a health check recording at that moment must not hide it."""
+    Integration.objects.filter(pk=integration.pk).update(api_base_url="")  # NOT_CONFIGURED: no network needed
+    check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with transaction.atomic():
+                list(Integration.objects.select_for_update().filter(pk=integration.pk))
+                locked.set()
+                release.wait(timeout=10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(timeout=10)
+    threading.Timer(0.5, release.set).start()
+
+    done = checks.connection_check_execute(check_id=check.pk)
+    holder.join(timeout=10)
+
+    assert done is not None
+    check.refresh_from_db()
+    assert check.state == "completed" and check.error_code == "NOT_CONFIGURED"

@@ -948,3 +948,25 @@ def test_https_with_an_untrusted_certificate_fails(settings, monkeypatch, tls_se
         http.request("GET", f"https://api.test:{server.port}/ping")
     assert caught.value.code == "CONNECTION_FAILED"
     assert "TLS" in caught.value.message
+
+
+# --- Compressed bodies ---------------------------------------------------------------------
+
+
+def test_a_gzip_body_is_decoded(allow_local, httpserver):
+    import gzip
+
+    httpserver.expect_request("/z").respond_with_data(
+        gzip.compress(b'{"ok": true}'), headers={"Content-Encoding": "gzip"}, content_type="application/json"
+    )
+    assert http.request("GET", httpserver.url_for("/z")).json() == {"ok": True}
+
+
+def test_a_gzip_bomb_is_refused_by_its_decoded_size(allow_local, httpserver):
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))
+    assert len(bomb) < http.DEFAULT_MAX_BYTES
+    httpserver.expect_request("/z").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(http.ResponseTooLarge):
+        http.request("GET", httpserver.url_for("/z"))

@@ -1,8 +1,10 @@
 """Status polling: reading the answer, mapping raw statuses, storing changes, and the poll dispatcher."""
 import json
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connections, transaction
 from django.utils import timezone
 from werkzeug import Response
 
@@ -232,3 +234,48 @@ def test_status_poll_queue_sends_the_integration_after_commit(integration, monke
         polling.status_poll_queue(integration=integration)
 
     assert len(callbacks) == 1 and sent == [str(integration.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_polls_of_the_same_integration_at_once_do_not_collide(mapped):
+    """The second poll waits for the first instead of inserting the same new items again."""
+    Integration.objects.filter(pk=mapped.pk).update(status_mapping=mapped.status_mapping)
+    pairs = [("a", "open"), ("b", "gone")]
+    stored, release = threading.Event(), threading.Event()
+    errors, results = [], {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                results["first"] = polling.statuses_store(integration=mapped, pairs=pairs)
+                stored.set()
+                release.wait(timeout=10)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+            stored.set()
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            results["second"] = polling.statuses_store(integration=mapped, pairs=[("a", "gone"), ("b", "gone")])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert stored.wait(timeout=10)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(timeout=0.5)
+    assert two.is_alive()  # waiting for the first poll to commit
+    release.set()
+    one.join(timeout=10)
+    two.join(timeout=10)
+
+    assert not errors, errors
+    assert results["first"].changed == 0 and results["second"].changed == 1
+    assert ExternalStatus.objects.filter(integration=mapped).count() == 2
+    assert StatusChange.objects.get().external_id == "a"

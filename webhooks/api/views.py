@@ -1,9 +1,10 @@
 from django.db.models.functions import Length
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from catalog.choices import SignatureScheme
 from connections.models import Integration
 from integrations_site.api.errors import IntegrationNotFound, NotFoundError
 from integrations_site.api.viewsets import TenantScopedViewSet
@@ -18,6 +19,7 @@ from .serializers import (
     WebhookEndpointSerializer,
     WebhookEventDetailSerializer,
     WebhookEventSerializer,
+    validate_secret_for_scheme,
 )
 
 # Answers that show a secret once must never be cached.
@@ -53,6 +55,13 @@ class WebhookEndpointViewSet(
         ).first()
         if integration is None:
             raise IntegrationNotFound(details={"integration": "No such integration in this tenant."})
+        if data.get("secret") and not data.get("signature_scheme"):
+            # The scheme comes from the provider: check a chosen secret against it too.
+            scheme = integration.provider.default_webhook_signature_scheme or SignatureScheme.HMAC_SHA256
+            try:
+                validate_secret_for_scheme(data["secret"], scheme)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"secret": exc.detail}) from None
         endpoint, secret = services.endpoint_create(actor=self.actor, tenant=tenant, integration=integration,
                                                     data=data)
         body = WebhookEndpointCreatedSerializer(endpoint).data

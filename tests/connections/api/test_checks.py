@@ -1,5 +1,6 @@
 """Connection tests, check history, health and polling through the API, against real local HTTP servers."""
 import json
+import socket
 import time
 import uuid
 from datetime import timedelta
@@ -254,6 +255,29 @@ def test_huge_body_is_response_too_large(api, far, httpserver):
     assert body["success"] is False and body["error"]["code"] == "RESPONSE_TOO_LARGE"
 
 
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nothing_listening_is_connection_failed(api, far):
+    Integration.objects.filter(pk=far.pk).update(api_base_url=f"http://127.0.0.1:{closed_port()}")
+
+    body = post_test(api, far).json()
+
+    assert body["success"] is False and body["status_code"] is None
+    assert body["error"]["code"] == "CONNECTION_FAILED"
+
+
+def test_poll_with_nothing_listening_is_502_connection_failed(api, far):
+    Integration.objects.filter(pk=far.pk).update(
+        api_base_url=f"http://127.0.0.1:{closed_port()}", status_endpoint="/statuses"
+    )
+
+    assert_error(api.post(action_url(far, "poll")), 502, "CONNECTION_FAILED")
+
+
 def test_missing_base_url_is_not_configured_and_leaves_health_alone(api, far, httpserver):
     Integration.objects.filter(pk=far.pk).update(
         api_base_url="", health_state="healthy", status="connected", consecutive_failures=0
@@ -407,6 +431,7 @@ def test_checks_list_filters_by_kind_and_success(api, integration):
     assert ids({"kind": "health"}) == [str(bad_health.pk), str(ok_health.pk)]
     assert ids({"success": "false"}) == [str(bad_test.pk), str(bad_health.pk)]
     assert ids({"kind": "health", "success": "true"}) == [str(ok_health.pk)]
+    assert ids({"error_code": "TIMEOUT", "kind": "test"}) == [str(bad_test.pk)]
     assert_error(api.get(base, {"kind": "nonsense"}), 400, "VALIDATION_ERROR")
 
 
