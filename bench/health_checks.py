@@ -2,8 +2,8 @@
 """Scheduled health checks: checks/s with results persisted, against a local server.
 
     DATABASE_URL=postgres://ih:ih@127.0.0.1:55432/ih REDIS_URL=redis://127.0.0.1:56379/0 \
-        .venv/bin/python bench/health_checks.py [--n 2000 --latency-ms 50 --pool threads --concurrency 4 \
-        --check-concurrency 16 --chunk 50 --worker-processes 1 --claim-rows 10000 --db ih_bench_health \
+        .venv/bin/python bench/health_checks.py [--n 2000 --latency-ms 50 --pool threads --concurrency 8 \
+        --check-concurrency 4 --chunk 50 --worker-processes 2 --claim-rows 10000 --db ih_bench_health \
         --layouts "prefork:2:50:50,threads:4:16:50"]
 
 Steps: create (if missing) and migrate a separate database (--db, on the
@@ -39,6 +39,7 @@ CLAIM_TENANT = "bench-health-claim"
 PROVIDER_SLUG = "bench-health-rest"
 BATCH = 2000
 FAR_FUTURE = timedelta(days=3650)
+STALL_SECONDS = 20
 
 
 def parse_args(argv=None):
@@ -46,10 +47,10 @@ def parse_args(argv=None):
     parser.add_argument("--n", type=int, default=2000, help="integrations due at once")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the local server's answer time")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    parser.add_argument("--concurrency", type=int, default=4, help="worker pool size (per worker process)")
-    parser.add_argument("--check-concurrency", type=int, default=16, help="HEALTH_CHECK_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=8, help="worker pool size (per worker process)")
+    parser.add_argument("--check-concurrency", type=int, default=4, help="HEALTH_CHECK_CONCURRENCY")
     parser.add_argument("--chunk", type=int, default=50, help="HEALTH_TASK_CHUNK")
-    parser.add_argument("--worker-processes", type=int, default=1, help="separate `celery worker` processes")
+    parser.add_argument("--worker-processes", type=int, default=2, help="separate `celery worker` processes")
     parser.add_argument(
         "--layouts", default="",
         help="several layouts to compare, comma-separated POOL:CONCURRENCY:CHECK_CONCURRENCY:CHUNK[:PROCESSES]",
@@ -337,9 +338,15 @@ def run_layout(layout: Layout, args, ids: list, env_base: dict, broker: str, log
         ticker.start()
         done, deadline = 0, started + args.timeout
         checks = ConnectionCheck.objects.filter(kind="health")  # the history was emptied above
+        progress_at = started
         while time.perf_counter() < deadline:
-            done = checks.count()
+            count = checks.count()
+            if count > done:
+                done, progress_at = count, time.perf_counter()
             if done >= len(ids):
+                break
+            if time.perf_counter() - progress_at > STALL_SECONDS:
+                print(f"  no new check for {STALL_SECONDS} s: giving up this layout")
                 break
             time.sleep(0.02)
         wall = time.perf_counter() - started

@@ -6,12 +6,15 @@ test clients is checked for it. A secret in any API body or admin page fails
 the test that produced it.
 """
 import json
+import logging
 
 import pytest
+from django.db.models import QuerySet
 from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from audit.models import AuditEvent
 from integrations_site import crypto
 from tenants.authentication import TENANT_CLAIM
 from tenants.choices import SUPER_ADMIN, Role
@@ -66,7 +69,63 @@ def secret_guard(monkeypatch):
 
     monkeypatch.setattr(Client, "request", checked(Client.request))
     monkeypatch.setattr(APIClient, "request", checked(APIClient.request))
-    yield
+
+    # Audit rows: checked as they are written (one by one or in bulk).
+    original_save, original_bulk = AuditEvent.save, QuerySet.bulk_create
+
+    def leaked_into(event) -> list[str]:
+        text = json.dumps(
+            [event.changes, event.target_repr, event.actor], default=str, ensure_ascii=False
+        )
+        return [s for s in STORED_SECRETS if s in text]
+
+    def checked_save(self, *args, **kwargs):
+        assert not leaked_into(self), f"a stored secret went into the audit event {self.action}"
+        return original_save(self, *args, **kwargs)
+
+    def checked_bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        if self.model is AuditEvent:
+            for event in objs:
+                assert not leaked_into(event), f"a stored secret went into the audit event {event.action}"
+        return original_bulk(self, objs, *args, **kwargs)
+
+    monkeypatch.setattr(AuditEvent, "save", checked_save)
+    monkeypatch.setattr(QuerySet, "bulk_create", checked_bulk_create)
+
+    # Log lines at every level: a handler sees each record; other handlers keep their levels.
+    guard = _SecretLogGuard()
+    root = logging.getLogger()
+    old_level, old_handler_levels = root.level, {h: h.level for h in root.handlers}
+    for handler in root.handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    root.setLevel(logging.DEBUG)
+    root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeHandler(guard)
+        root.setLevel(old_level)
+        for handler, level in old_handler_levels.items():
+            handler.setLevel(level)
+    assert not guard.leaks, f"a stored secret appeared in log lines: {guard.leaks[:3]}"
+
+
+class _SecretLogGuard(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record):
+        try:
+            text = record.getMessage()
+        except Exception:
+            return
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        for secret in STORED_SECRETS:
+            if secret in text:
+                self.leaks.append(f"{record.name}: {record.levelname}")
 
 
 @pytest.fixture

@@ -71,6 +71,14 @@ def endpoint_create(*, actor: Actor, tenant, integration, data: dict) -> tuple[W
 @transaction.atomic
 def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, data: dict) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    new_scheme = data.get("signature_scheme")
+    if new_scheme and new_scheme != endpoint.signature_scheme and endpoint.secret:
+        problem = signatures.secret_problem(new_scheme, endpoint.secret)
+        if problem:
+            raise ValidationFailed(
+                f"The current secret cannot sign {new_scheme} deliveries; rotate to a fitting secret first.",
+                details={"signature_scheme": [problem]},
+            )
     changes = {}
     for field, value in data.items():
         if field == "path" and value != endpoint.path:
@@ -135,7 +143,11 @@ def webhook_secret_rotate(
 
 
 def filtered_headers(headers: dict) -> dict:
-    return {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+    """Headers worth keeping: no credentials or cookies, and no NUL (PostgreSQL text cannot hold it)."""
+    return {
+        k.replace("\x00", ""): v.replace("\x00", "")
+        for k, v in headers.items() if k.lower() not in DROPPED_HEADERS
+    }
 
 
 def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
@@ -146,7 +158,7 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
     """
     event = WebhookEvent(
         endpoint=endpoint, tenant_id=endpoint.tenant_id, dedupe_key=dedupe_key, body=body,
-        content_type=content_type[:200], headers=filtered_headers(headers), source_ip=source_ip,
+        content_type=content_type.replace("\x00", "")[:200], headers=filtered_headers(headers), source_ip=source_ip,
     )
     try:
         if connection.in_atomic_block:

@@ -72,6 +72,11 @@ def _unb64(value: str) -> bytes:
         raise SignatureError("malformed base64 signature") from None
 
 
+def _id(value: str) -> str | None:
+    """A delivery id as a dedupe key: PostgreSQL text cannot hold NUL, and the column holds 255."""
+    return value.replace("\x00", "")[:255] or None
+
+
 class Scheme:
     """Verify a delivery and name its dedupe key; subclasses fill in the scheme."""
 
@@ -84,7 +89,7 @@ class Scheme:
 
     def delivery_id(self, headers: dict, body: bytes) -> str | None:
         value = headers.get(self.delivery_id_header, "").strip() if self.delivery_id_header else ""
-        return value[:255] or None
+        return _id(value)
 
     def new_secret(self) -> str:
         return pysecrets.token_urlsafe(32)
@@ -164,7 +169,7 @@ class Stripe(Scheme):
             event_id = json.loads(body).get("id")
         except (ValueError, AttributeError, UnicodeDecodeError):
             return None
-        return str(event_id)[:255] if event_id else None
+        return _id(str(event_id)) if event_id else None
 
     def new_secret(self) -> str:
         return "whsec_" + pysecrets.token_urlsafe(32)
@@ -237,3 +242,21 @@ def dedupe_key(scheme: str, headers: dict, body: bytes) -> str:
 
 def new_secret(scheme: str) -> str:
     return SCHEMES[scheme].new_secret()
+
+
+MIN_SECRET_LENGTH = 16
+
+
+def secret_problem(scheme: str, secret: str) -> str | None:
+    """Why ``secret`` cannot sign deliveries under ``scheme``, or None when it can."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"Must be at least {MIN_SECRET_LENGTH} characters."
+    if scheme == SignatureScheme.STANDARD_WEBHOOKS:
+        raw = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            return "A Standard Webhooks secret is 'whsec_' + base64."
+        if not 24 <= len(key) <= 64:
+            return "A Standard Webhooks secret holds 24 to 64 bytes."
+    return None

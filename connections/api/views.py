@@ -409,7 +409,9 @@ class OAuthCallbackView(APIView):
         ],
         responses={
             302: OpenApiResponse(description="Redirect to the return URL with status=connected or status=error."),
-            400: OpenApiResponse(response=OpenApiTypes.STR, description="HTML page: the callback was refused."),
+            (400, "text/html"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="HTML page: the callback was refused."
+            ),
         },
     )
     def get(self, request):

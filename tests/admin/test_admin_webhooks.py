@@ -165,7 +165,8 @@ def test_the_event_list_and_its_filters_render(staff_client, endpoint):
     event = accept(endpoint, b"{}")
     base = url(WebhookEvent, "changelist")
     for query in ("", "?status__exact=pending", f"?endpoint__id__exact={endpoint.pk}",
-                  f"?tenant__id__exact={endpoint.tenant_id}", "?q=Events", f"?received_at__year={event.received_at.year}"):
+                  f"?tenant__id__exact={endpoint.tenant_id}", "?q=Events",
+                  f"?received_at__year={event.received_at.year}"):
         response = staff_client.get(base + query)
         assert response.status_code == 200, query
         assert url(WebhookEvent, "change", event.pk) in response.content.decode(), query

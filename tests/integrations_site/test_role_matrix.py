@@ -33,6 +33,9 @@ EXPECTED_ROLES = {
     "tenant.read": EVERYONE,
     "tenant.update": frozenset({SA, TA}),
     "audit.read": frozenset({SA, TA, IM}),
+    # Own user-scoped connections (/me/): everyone; who is connected, and revoking one: admins.
+    "me.connect": EVERYONE,
+    "user_connections.manage": frozenset({SA, TA}),
 }
 
 # How the other tenant's admin fares: platform endpoints refuse it, tenant

@@ -31,7 +31,7 @@ def broker_url() -> str:
     return urlunsplit(urlsplit(base)._replace(path=f"/{BROKER_DB}"))
 
 
-def test_database_url() -> str:
+def current_database_url() -> str:
     """The URL of the database this test runs against (the ``test_…`` one)."""
     s = connection.settings_dict
     user = quote(s.get("USER") or "", safe="")
@@ -156,7 +156,7 @@ def celery_processes(tmp_path):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": current_database_url(),
         "CELERY_BROKER_URL": url,
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "HEALTH_FAILURE_THRESHOLD": "3",

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import redis
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 10
 WAIT_TIMEOUT = 40
+VISIBILITY_TIMEOUT = 5  # seconds; the settings' default (3600) is for production
 STATUS_MAPPING = {"available": ["open"], "sold": ["sold"]}
 
 
@@ -291,7 +292,6 @@ def assert_applied_once(integration, ids: list[str]) -> None:
 def test_deliveries_accepted_while_redis_is_down_are_swept_and_processed_exactly_once(
     tenant, provider, stack, celery_on_private_redis, settings
 ):
-    started = time.monotonic()
     n = 50
     ids = [f"item-{i:03d}" for i in range(n)]
     integration = webhook_integration(tenant, provider, ids)
@@ -342,7 +342,6 @@ def test_deliveries_accepted_while_redis_is_down_are_swept_and_processed_exactly
                for r in stored.values_list("result", flat=True))
     assert_applied_once(integration, ids)
     assert stack.log_of(worker).count("succeeded") == n // settings.WEBHOOK_HANDOFF_BATCH
-    assert time.monotonic() - started < 60
 
 
 def test_the_same_delivery_sent_twice_is_stored_once_and_processed_once(tenant, provider, stack):
@@ -387,13 +386,12 @@ def test_the_same_delivery_sent_twice_is_stored_once_and_processed_once(tenant, 
 def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redelivered_and_processed_once(
     tenant, provider, stack
 ):
-    started = time.monotonic()
     integration = webhook_integration(tenant, provider, ["item-1"])
     endpoint, secret = services.endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration,
                                                 data={"name": "crash", "signature_scheme": "hmac_sha256"})
     stack.redis_start()
     stack.gunicorn(workers=1)
-    short_visibility = {"CELERY_VISIBILITY_TIMEOUT": "5"}
+    short_visibility = {"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
     first_worker = stack.worker("worker-a", concurrency=1, env=short_visibility)
 
     db_name = connection.settings_dict["NAME"]
@@ -420,6 +418,8 @@ def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redeliver
         stack.kill(first_worker)
         event = WebhookEvent.objects.get(pk=event_id)
         assert (event.status, event.attempts) == ("pending", 0)  # its claim is not committed
+        with pytest.raises(OperationalError), transaction.atomic():  # ...but its row lock is still held
+            WebhookEvent.objects.select_for_update(nowait=True).get(pk=event_id)
     finally:
         locker.rollback()
         locker.close()
@@ -436,17 +436,18 @@ def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redeliver
     assert ExternalStatus.objects.get(integration=integration).raw_status == "open"
     assert not StatusChange.objects.filter(integration=integration).exists()
 
-    # No sweep: the unacknowledged task comes back from Redis to a new worker after the visibility timeout.
-    r = redis.Redis.from_url(stack.redis_url)
-    print("DEBUG before B", time.time(), r.keys("*"), r.zrange("unacked_index", 0, -1, withscores=True), r.get("unacked_mutex"))
+    # No sweep: the task taken by the killed worker is still unacknowledged in Redis. A consumer
+    # puts such tasks back in the queue when they are older than the visibility timeout (kombu
+    # scans when it starts, then every 100 s), so the new worker starts once that has passed.
+    broker = redis.Redis.from_url(stack.redis_url)
+    unacked = broker.zrange("unacked_index", 0, -1, withscores=True)
+    assert len(unacked) == 1 and broker.llen("celery") == 0
+    time.sleep(max(0.0, unacked[0][1] + VISIBILITY_TIMEOUT + 0.5 - time.time()))
     second_worker = stack.worker("worker-b", concurrency=1, env=short_visibility)
-    for _ in range(4):
-        time.sleep(5)
-        print("DEBUG", time.time(), r.keys("*"), r.zrange("unacked_index", 0, -1, withscores=True), r.llen("celery"))
     wait_until(lambda: WebhookEvent.objects.filter(pk=event_id, status="processed").exists(), WAIT_TIMEOUT,
                "the redelivered task to process the event", stack)
     event = WebhookEvent.objects.get(pk=event_id)
     assert (event.status, event.attempts, event.last_error) == ("processed", 1, "")
     assert_applied_once(integration, ["item-1"])
     assert stack.log_of(second_worker).count("succeeded") == 1
-    assert time.monotonic() - started < 60
+    assert broker.zcard("unacked_index") == 0  # acknowledged after the work was committed

@@ -152,6 +152,13 @@ def test_a_chunked_body_under_the_limit_is_read_whole_and_stored(client, make_en
     assert bytes(WebhookEvent.objects.get(pk=response.json()["event_id"]).body) == body
 
 
+def test_a_content_length_that_is_not_a_number_is_a_clean_4xx(client, make_endpoint):
+    endpoint, _ = make_endpoint(verify_signature=False)
+    response = client.generic("POST", endpoint.url_path, b'{"a": 1}', content_type="application/json",
+                              CONTENT_LENGTH="abc")
+    assert_envelope(response, 400, "VALIDATION_ERROR")
+
+
 # --- signature failures ----------------------------------------------------------------------------------------
 
 
@@ -208,6 +215,27 @@ def test_a_repeated_delivery_is_stored_once_and_answers_the_original_event(
     else:
         assert event.dedupe_key == expected_key
     assert queued == [[first.json()["event_id"]]]
+
+
+@pytest.mark.parametrize("event_id, expected", [
+    ("evt_\u0000nul", "evt_nul"), ("e" * 300, "e" * 255),
+])
+def test_a_stripe_event_id_is_made_storable(client, make_endpoint, event_id, expected):
+    endpoint, secret = make_endpoint("stripe")
+    body = json.dumps({"id": event_id, "type": "charge.succeeded"}).encode()
+    first = signed_post(client, endpoint, secret, body)
+    assert first.status_code == 202, first.content
+    assert signed_post(client, endpoint, secret, body).json()["event_id"] == first.json()["event_id"]
+    assert WebhookEvent.objects.get().dedupe_key == expected
+
+
+@pytest.mark.parametrize("body", [b'[{"id": "evt_1"}]', b"not json at all", b'{"type": "no id"}', b"\xff\xfe"])
+def test_a_stripe_body_without_an_event_id_is_deduped_by_its_hash(client, make_endpoint, body):
+    endpoint, secret = make_endpoint("stripe")
+    headers = signed_headers("stripe", secret, body, raw=True)
+    assert post(client, endpoint, body, headers).status_code == 202
+    assert post(client, endpoint, body, headers).status_code == 200
+    assert WebhookEvent.objects.get().dedupe_key.startswith("sha256:")
 
 
 def test_a_new_delivery_id_with_the_same_body_is_a_new_event(client, make_endpoint):

@@ -305,3 +305,30 @@ def test_verifying_secrets_hold_the_previous_one_only_while_its_grace_lasts(make
     assert endpoint.verifying_secrets(now=timezone.now() + timedelta(seconds=61)) == [new]
     endpoint, newer = services.webhook_secret_rotate(actor=SYSTEM, endpoint=endpoint, grace_seconds=0)
     assert endpoint.verifying_secrets() == [newer] and endpoint.previous_secret == ""
+
+
+def test_changing_the_scheme_to_one_the_secret_cannot_sign_is_refused(db, tenant, integration):
+    from audit.services import SYSTEM
+    from integrations_site.api.errors import ValidationFailed
+    from webhooks.services import endpoint_create, endpoint_update
+
+    endpoint, _ = endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration,
+                                  data={"name": "hmac", "signature_scheme": "hmac_sha256",
+                                        "secret": "plain-secret-not-base64-!!"})
+    with pytest.raises(ValidationFailed) as refused:
+        endpoint_update(actor=SYSTEM, endpoint=endpoint, data={"signature_scheme": "standard_webhooks"})
+    assert "signature_scheme" in refused.value.details
+    endpoint.refresh_from_db()
+    assert endpoint.signature_scheme == "hmac_sha256"
+    assert endpoint_update(actor=SYSTEM, endpoint=endpoint, data={"signature_scheme": "github"}).signature_scheme == "github"
+
+
+def test_nul_characters_in_headers_are_dropped_before_storing(db, tenant, integration):
+    from audit.services import SYSTEM
+    from webhooks.services import endpoint_create, event_accept
+
+    endpoint, _ = endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration, data={"name": "nul"})
+    event, created = event_accept(endpoint=endpoint, body=b"{}", headers={"x-odd": "a\x00b"},
+                                  content_type="application/json\x00", source_ip=None, dedupe_key=None)
+    event.refresh_from_db()
+    assert created and event.headers == {"x-odd": "ab"} and event.content_type == "application/json"
