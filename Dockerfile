@@ -32,4 +32,4 @@ USER app
 ENV DJANGO_SETTINGS_MODULE=integrations_site.settings.production
 EXPOSE 8000
 
-CMD ["gunicorn", "integrations_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--worker-class", "sync", "--access-logfile", "-"]
+CMD ["gunicorn", "integrations_site.wsgi:application", "-c", "gunicorn.conf.py", "--access-logfile", "-"]

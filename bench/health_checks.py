@@ -2,8 +2,8 @@
 """Scheduled health checks: checks/s with results persisted, against a local server.
 
     DATABASE_URL=postgres://ih:ih@127.0.0.1:55432/ih REDIS_URL=redis://127.0.0.1:56379/0 \
-        .venv/bin/python bench/health_checks.py [--n 2000 --latency-ms 50 --pool threads --concurrency 8 \
-        --check-concurrency 4 --chunk 50 --worker-processes 2 --claim-rows 10000 --db ih_bench_health \
+        .venv/bin/python bench/health_checks.py [--n 2000 --latency-ms 50 --pool threads --concurrency 4 \
+        --check-concurrency 8 --chunk 50 --worker-processes 2 --claim-rows 10000 --db ih_bench_health \
         --layouts "prefork:2:50:50,threads:4:16:50"]
 
 Steps: create (if missing) and migrate a separate database (--db, on the
@@ -47,8 +47,8 @@ def parse_args(argv=None):
     parser.add_argument("--n", type=int, default=2000, help="integrations due at once")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the local server's answer time")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    parser.add_argument("--concurrency", type=int, default=8, help="worker pool size (per worker process)")
-    parser.add_argument("--check-concurrency", type=int, default=4, help="HEALTH_CHECK_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=4, help="worker pool size (per worker process)")
+    parser.add_argument("--check-concurrency", type=int, default=8, help="HEALTH_CHECK_CONCURRENCY")
     parser.add_argument("--chunk", type=int, default=50, help="HEALTH_TASK_CHUNK")
     parser.add_argument("--worker-processes", type=int, default=2, help="separate `celery worker` processes")
     parser.add_argument(

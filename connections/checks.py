@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import SYSTEM, Actor, audit_record
 
-from . import adapters, http
+from . import adapters, http, usage
 from .choices import CheckError, CheckKind, CheckState, CredentialStatus, HealthState, IntegrationStatus
 from .models import ConnectionCheck, Credential, Integration
 
@@ -92,7 +92,7 @@ def _longest_list_key(data: dict):
 
 
 def probe(integration: Integration, credential: Credential | None) -> ProbeResult:
-    """Call the integration's test endpoint once (with its retries). No database access."""
+    """Call the integration's test endpoint once (with its retries), within the integration's limits."""
     started = timezone.now()
     url = endpoint_url(integration, integration.test_endpoint or "")
     if not url:
@@ -106,12 +106,8 @@ def probe(integration: Integration, credential: Credential | None) -> ProbeResul
             error_message="Set the integration's credentials before testing the connection.",
         )
     try:
-        response = http.request(
-            "GET",
-            url,
-            headers=adapters.auth_headers(credential, integration.provider),
-            timeout=integration.timeout_seconds,
-            retries=integration.retry_count,
+        response = usage.metered_request(
+            integration, "GET", url, headers=adapters.auth_headers(credential, integration.provider)
         )
     except http.OutboundError as exc:
         return ProbeResult(
@@ -155,10 +151,10 @@ def next_check_time(integration: Integration, now=None):
 def _apply(integration: Integration, credential: Credential | None, result: ProbeResult, now) -> tuple:
     """Update the in-memory rows from one result; returns (health transition or None, credential changed).
 
-    A NOT_CONFIGURED result says nothing about the far side: it is recorded as
+    A NOT_CONFIGURED or LIMIT_EXCEEDED result says nothing about the far side: it is recorded as
     the last error but moves neither the health state nor the status.
     """
-    if result.error_code == CheckError.NOT_CONFIGURED:
+    if result.error_code in (CheckError.NOT_CONFIGURED, CheckError.LIMIT_EXCEEDED):
         integration.health_checked_at = now
         integration.last_error = {"code": result.error_code, "message": result.error_message, "at": now.isoformat()}
         return None, False

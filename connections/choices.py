@@ -66,6 +66,7 @@ class CheckError(models.TextChoices):
     URL_NOT_ALLOWED = "URL_NOT_ALLOWED", "URL not allowed"
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE", "Response too large"
     NOT_CONFIGURED = "NOT_CONFIGURED", "Not configured"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED", "Limit exceeded"
 
 
 HEALTH_INTERVAL_RANGE = (10, 86400)

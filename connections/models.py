@@ -340,3 +340,28 @@ class OAuthState(models.Model):
 
     def __str__(self):
         return f"OAuth state for {self.integration_id} ({'used' if self.used_at else 'open'})"
+
+
+class UsageDaily(models.Model):
+    """Per-integration usage for one day, flushed in batches (see connections.usage)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="usage_days")
+    date = models.DateField()
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    webhooks = models.PositiveBigIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date"]
+        constraints = [models.UniqueConstraint(fields=["integration", "date"], name="usage_daily_unique_day")]
+        verbose_name_plural = "daily usage"
+
+    def __str__(self):
+        return f"{self.integration_id} {self.date}: {self.requests} requests"

@@ -55,7 +55,8 @@ def callback_url() -> str:
 
 def validate_return_url(url: str, *, tenant) -> str:
     """The URL the callback may redirect to: https (http only for localhost with DEBUG),
-    an exact host from the tenant's allowed_return_hosts, no userinfo or backslashes."""
+    an exact host (or host:port for a non-default port) from the tenant's allowed_return_hosts,
+    no userinfo or backslashes."""
     def refuse(reason: str):
         raise UrlNotAllowed(f"return_url is not allowed: {reason}.", details={"return_url": [reason]})
 
@@ -77,10 +78,17 @@ def validate_return_url(url: str, *, tenant) -> str:
     host = (parts.hostname or "").lower()
     if parts.scheme == "http" and not (settings.DEBUG and host in ("localhost", "127.0.0.1", "[::1]", "::1")):
         refuse("it must use https")
-    allowed = [h.lower() for h in (tenant.allowed_return_hosts or [])]
-    host_port = f"{host}:{port}" if port else host
-    if host not in allowed and host_port not in allowed:
-        refuse(f"the host '{host}' is not in the tenant's allowed_return_hosts")
+    # Exact entries: a bare host allows the scheme's default port only; another port must be
+    # listed as host:port.
+    allowed = {str(h).lower() for h in (tenant.allowed_return_hosts or [])}
+    default_port = 443 if parts.scheme == "https" else 80
+    if port is None or port == default_port:
+        permitted = host in allowed or f"{host}:{default_port}" in allowed
+    else:
+        permitted = f"{host}:{port}" in allowed
+    if not permitted:
+        shown = host if port is None else f"{host}:{port}"
+        refuse(f"the host '{shown}' is not in the tenant's allowed_return_hosts")
     return url
 
 

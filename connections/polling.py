@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit.services import Actor, audit_record
 from catalog.choices import CanonicalStatus
 
-from . import adapters, http
+from . import adapters, http, usage
 from .checks import endpoint_url
 from .models import Credential, ExternalStatus, Integration, StatusChange
 
@@ -92,9 +92,8 @@ def fetch(integration: Integration, credential: Credential | None) -> list[tuple
     if not url or not integration.status_endpoint:
         raise PollError("NOT_CONFIGURED", "Set api_base_url and status_endpoint before polling.")
     try:
-        response = http.request(
-            "GET", url, headers=adapters.auth_headers(credential, integration.provider),
-            timeout=integration.timeout_seconds, retries=integration.retry_count,
+        response = usage.metered_request(
+            integration, "GET", url, headers=adapters.auth_headers(credential, integration.provider)
         )
     except http.OutboundError as exc:
         raise PollError(exc.code, exc.message) from None

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from webhooks.views import receive
 
 from . import views
+from .metrics import metrics_view
 from .api import errors
 
 api_v1 = [
@@ -21,6 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("hooks/<str:path>", receive, name="webhook-receive"),
     re_path(r"^api/", errors.api_not_found),
 ]

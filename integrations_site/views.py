@@ -1,4 +1,9 @@
 """Operational endpoints."""
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
 from django.http import JsonResponse
 
 from .api.errors import envelope
@@ -11,3 +16,57 @@ def healthz(request):
         response["Allow"] = "GET, HEAD"
         return response
     return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    from django.core.cache import cache
+
+    key = f"readyz:{uuid.uuid4().hex}"
+    cache.set(key, "1", timeout=5)
+    if cache.get(key) != "1":
+        raise RuntimeError("the cache did not return what was written")
+    cache.delete(key)
+
+
+def _check_broker() -> None:
+    from integrations_site.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=settings.READYZ_TIMEOUT)
+
+
+def _component_name(name: str) -> str:
+    """Name the backing service, so an operator knows what to look at."""
+    if name == "cache":
+        return "redis" if "redis" in settings.CACHES["default"]["BACKEND"].lower() else "cache"
+    if name == "broker":
+        return "redis" if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "broker"
+    return name
+
+
+def readyz(request):
+    """Readiness: database, cache and broker each answer within a short timeout; 503 when one does not."""
+    components = {}
+    for name, check in (("database", _check_database), ("cache", _check_cache), ("broker", _check_broker)):
+        started = time.perf_counter()
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(check).result(timeout=settings.READYZ_TIMEOUT)
+            components[name] = {"status": "ok", "service": _component_name(name)}
+        except Exception as exc:  # any failure, including a timeout, means not ready
+            components[name] = {"status": "down", "service": _component_name(name),
+                                "error": type(exc).__name__}
+        components[name]["latency_ms"] = int((time.perf_counter() - started) * 1000)
+    ready = all(c["status"] == "ok" for c in components.values())
+    down = sorted({c["service"] for c in components.values() if c["status"] != "ok"})
+    body = {"status": "ok" if ready else "unavailable", "components": components}
+    if down:
+        body["down"] = down
+    return JsonResponse(body, status=200 if ready else 503)

@@ -13,6 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations_site.api.errors import envelope
 
+from connections import usage
+
 from . import handoff, services, signatures
 from .models import WebhookEndpoint
 
@@ -108,4 +110,5 @@ def receive(request, path: str):
     if not created:
         return JsonResponse({"status": "duplicate", "event_id": str(event.pk)}, status=200)
     handoff.hand_off(str(event.pk))
+    usage.record(endpoint.integration_id, endpoint.tenant_id, webhooks=1)
     return JsonResponse({"status": "accepted", "event_id": str(event.pk)}, status=202)

@@ -27,6 +27,8 @@ class ProviderLookupMixin(RoleMappedMixin):
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     not_found_error = ProviderNotFound
+    throttle_family = "providers"
+    throttle_families = {"test": "connections"}
     ordering_fields = PROVIDER_ORDERING
     ordering = ["name"]
 

@@ -4,7 +4,15 @@ from rest_framework import serializers
 from integrations_site.api.serializers import StrictFieldsMixin
 
 from ..choices import CredentialType
-from ..models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
+from ..models import (
+    ConfigVersion,
+    ConnectionCheck,
+    Credential,
+    ExternalStatus,
+    Integration,
+    StatusChange,
+    UsageDaily,
+)
 
 
 class CredentialSummarySerializer(serializers.ModelSerializer):
@@ -329,3 +337,87 @@ class UserConnectionSerializer(serializers.ModelSerializer):
 
     def get_scopes(self, obj) -> list[str]:
         return (obj.public_fields or {}).get("scopes", []) if obj.is_set else []
+
+
+class UsedLimitSerializer(serializers.Serializer):
+    used = serializers.JSONField(help_text="A number (budget: a decimal string).")
+    limit = serializers.JSONField(allow_null=True)
+
+
+class LimitsSerializer(serializers.Serializer):
+    budget_percent = serializers.FloatField(allow_null=True)
+    token_percent = serializers.FloatField(allow_null=True)
+    rate_percent = serializers.FloatField(allow_null=True)
+    budget = UsedLimitSerializer()
+    tokens = UsedLimitSerializer()
+    rate = UsedLimitSerializer()
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    # "from" is a Python keyword: the field is renamed in __init__.
+    to = serializers.DateField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from"] = serializers.DateField(required=False)
+
+    def validate(self, attrs):
+        from connections.usage import default_range
+
+        start, end = default_range()
+        start, end = attrs.get("from", start), attrs.get("to", end)
+        if start > end:
+            raise serializers.ValidationError({"from": ["Must not be after 'to'."]})
+        if (end - start).days > 366:
+            raise serializers.ValidationError({"from": ["The range may span at most 366 days."]})
+        return {"start": start, "end": end}
+
+
+class UsageDaySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = UsageDaily
+        fields = ["date", "requests", "errors", "webhooks", "tokens", "cost"]
+        read_only_fields = fields
+
+
+class UsageSerializer(serializers.Serializer):
+    integration_id = serializers.UUIDField()
+    to = serializers.DateField()
+    days = UsageDaySerializer(many=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from"] = serializers.DateField()
+
+
+class ActivityQuerySerializer(serializers.Serializer):
+    time_range = serializers.ChoiceField(choices=["1h", "24h", "7d", "30d"], default="24h")
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False)
+
+
+ACTIVITY_TYPES = ["sync", "test", "connect", "disconnect", "webhook", "config"]
+ACTIVITY_STATUSES = ["success", "failed", "running"]
+
+
+class ActivityItemSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.ChoiceField(choices=ACTIVITY_TYPES)
+    status = serializers.ChoiceField(choices=ACTIVITY_STATUSES)
+    timestamp = serializers.DateTimeField()
+    details = serializers.DictField()
+
+
+class ActivitySerializer(serializers.Serializer):
+    activities = ActivityItemSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+class WidgetStatusSerializer(serializers.Serializer):
+    integration_id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    connection_status = serializers.CharField(allow_null=True)
+    health_state = serializers.CharField()
+    last_connected_at = serializers.DateTimeField(allow_null=True)
+    last_sync_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_null=True)

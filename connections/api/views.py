@@ -14,6 +14,7 @@ from catalog.models import IntegrationProvider
 from integrations_site.api.errors import (
     ApiError,
     IntegrationNotFound,
+    LimitExceeded,
     NotFoundError,
     ProviderNotFound,
     UrlNotAllowed,
@@ -21,7 +22,7 @@ from integrations_site.api.errors import (
 )
 from integrations_site.api.viewsets import TenantScopedViewSet
 
-from .. import checks, oauth, polling, selectors, services
+from .. import checks, oauth, polling, selectors, services, usage
 from ..choices import CheckError
 from ..filters import (
     ConfigVersionFilter,
@@ -32,7 +33,14 @@ from ..filters import (
 )
 from ..models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
 from .serializers import (
+    ActivityQuerySerializer,
+    ActivitySerializer,
     AuthorizationSerializer,
+    LimitsSerializer,
+    UsageDaySerializer,
+    UsageQuerySerializer,
+    UsageSerializer,
+    WidgetStatusSerializer,
     ConfigVersionSerializer,
     ConnectionCheckSerializer,
     ConnectionSerializer,
@@ -71,6 +79,14 @@ class IntegrationViewSet(
 ):
     """A tenant's integrations. DELETE is a soft delete."""
 
+    throttle_family = "integrations"
+    throttle_families = {
+        "test": "connections", "poll": "connections", "credentials": "connections", "connect_oauth": "connections",
+        "disconnect": "connections",
+        "widget_status": "widgets",
+        "widget_activity": "widgets",
+    }
+
     queryset = selectors.integration_list_queryset()
     serializer_class = IntegrationSerializer
     filterset_class = IntegrationFilter
@@ -94,6 +110,11 @@ class IntegrationViewSet(
         "test": "integrations.write",
         "poll": "integrations.write",
         "health": "integrations.read",
+        "limits": "integrations.read",
+        "usage_days": "integrations.read",
+        "activity": "integrations.read",
+        "widget_status": "integrations.read",
+        "widget_activity": "integrations.read",
     }
 
     def _fresh(self, integration):
@@ -178,6 +199,8 @@ class IntegrationViewSet(
         check = checks.connection_test_run(integration=integration, actor=self.actor)
         if check.error_code == CheckError.URL_NOT_ALLOWED:
             raise UrlNotAllowed(check.error_message, details={"check_id": str(check.pk)})
+        if check.error_code == CheckError.LIMIT_EXCEEDED:
+            raise LimitExceeded(check.error_message, details={"check_id": str(check.pk)})
         return Response(ConnectionCheckSerializer(check).data)
 
     @extend_schema(responses={200: HealthSerializer})
@@ -218,6 +241,55 @@ class IntegrationViewSet(
         """Revoke at the provider when it can (a failure is recorded, not fatal) and erase the secrets."""
         return Response(oauth.oauth_disconnect(actor=self.actor, integration=self.get_object()))
 
+    @extend_schema(responses={200: LimitsSerializer})
+    @action(detail=True, methods=["get"])
+    def limits(self, request, pk=None):
+        """Usage against the integration's limits: monthly budget, tokens, requests per minute."""
+        return Response(usage.limits(self.get_object()))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", OpenApiTypes.DATE, OpenApiParameter.QUERY),
+                    OpenApiParameter("to", OpenApiTypes.DATE, OpenApiParameter.QUERY)],
+        responses={200: UsageSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="usage")
+    def usage_days(self, request, pk=None):
+        """Daily usage rows (default: the last 30 days), counted in batches every few seconds."""
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        integration = self.get_object()
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        days = usage.daily(integration, start, end)
+        return Response({"integration_id": integration.pk, "from": start, "to": end,
+                         "days": UsageDaySerializer(days, many=True).data})
+
+    @extend_schema(parameters=[ActivityQuerySerializer], responses={200: ActivitySerializer})
+    @action(detail=True, methods=["get"])
+    def activity(self, request, pk=None):
+        """Tests, connects, config changes, syncs and webhooks in one feed, newest first."""
+        query = ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.integration_activity(
+            self.get_object(), time_range=query.validated_data["time_range"],
+            limit=query.validated_data.get("limit", 50),
+        ))
+
+    @extend_schema(responses={200: WidgetStatusSerializer})
+    @action(detail=True, methods=["get"], url_path="widgets/status")
+    def widget_status(self, request, pk=None):
+        return Response(selectors.integration_widget_status(self.get_object()))
+
+    @extend_schema(parameters=[ActivityQuerySerializer], responses={200: ActivitySerializer})
+    @action(detail=True, methods=["get"], url_path="widgets/activity")
+    def widget_activity(self, request, pk=None):
+        """The activity feed, compact: 10 items unless ``limit`` says otherwise."""
+        query = ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.integration_activity(
+            self.get_object(), time_range=query.validated_data["time_range"],
+            limit=query.validated_data.get("limit", 10),
+        ))
+
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])
     def connection(self, request, pk=None):
@@ -233,6 +305,8 @@ def poll_error_response(exc) -> ApiError:
     """A failed poll as an API error: refused URL or missing config are 400, the far side failing is 502."""
     if exc.code == CheckError.URL_NOT_ALLOWED:
         return UrlNotAllowed(exc.message)
+    if exc.code == CheckError.LIMIT_EXCEEDED:
+        return LimitExceeded(exc.message)
     if exc.code == CheckError.NOT_CONFIGURED:
         return ValidationFailed(exc.message, details={"status_endpoint": [exc.message]})
     error = ApiError(exc.message, code=exc.code)
@@ -252,6 +326,8 @@ class IntegrationChildViewSet(TenantScopedViewSet):
     """Rows under ``/integrations/{integration_pk}/…``: the parent is scoped first (404 if not ours)."""
 
     _integration = None
+    throttle_family = "integrations"
+    throttle_families = {"revoke": "connections"}
 
     def integration(self):
         if self._integration is None:
@@ -326,7 +402,9 @@ class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     permission_map = {"*": "integrations.read"}
 
 
-@extend_schema(parameters=[INTEGRATION_ID])
+@extend_schema(parameters=[
+    OpenApiParameter("integration_pk", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Integration id."),
+])
 class UserConnectionViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     """Users connected to a user-scoped integration (tenant admins): who, never their tokens."""
 
@@ -350,6 +428,8 @@ class UserConnectionViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
 @extend_schema(parameters=[INTEGRATION_ID])
 class MeIntegrationViewSet(TenantScopedViewSet):
     """The caller's own connection to a user-scoped integration."""
+
+    throttle_family = "connections"
 
     queryset = selectors.integration_list_queryset()
     serializer_class = MeConnectionSerializer

@@ -8,6 +8,20 @@ class RoleMappedMixin:
     """Views name the permission each action needs; ``RolePermission`` checks it."""
 
     permission_map: dict[str, str] = {}
+    # Rate-limit family of the view, and per-action exceptions (integrations_site.api.throttles).
+    throttle_family: str | None = None
+    throttle_families: dict[str, str] = {}
+
+    def get_throttle_family(self) -> str | None:
+        return self.throttle_families.get(getattr(self, "action", None) or "", self.throttle_family)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        state = getattr(request, "rate_limit", None)
+        if state is not None:
+            for name, value in state.headers().items():
+                response[name] = value
+        return response
 
     def required_permission(self) -> str | None:
         action = getattr(self, "action", None) or self.request.method.lower()

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "integrations_site.api.middleware.RequestIdMiddleware",
+    "integrations_site.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -135,6 +136,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "integrations_site.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["integrations_site.api.throttles.FamilyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "integrations_site.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -168,6 +170,9 @@ SPECTACULAR_SETTINGS = {
         "CanonicalStatusEnum": "catalog.choices.CanonicalStatus",
         "SignatureSchemeEnum": "catalog.choices.SignatureScheme",
         "WebhookEventStatusEnum": "webhooks.choices.EventStatus",
+        "ActivityTypeEnum": "connections.api.serializers.ACTIVITY_TYPES",
+        "CredentialTypeEnum": "connections.choices.CredentialType",
+        "ActivityStatusEnum": "connections.api.serializers.ACTIVITY_STATUSES",
     },
     "PREPROCESSING_HOOKS": ["integrations_site.api.schema.contract_paths_hook"],
     "POSTPROCESSING_HOOKS": [
@@ -205,15 +210,21 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Logging ------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="plain")  # or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "integrations_site.api.middleware.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"},
+        "json": {"()": "integrations_site.logs.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
@@ -247,3 +258,20 @@ WEBHOOK_HANDOFF_BATCH = env.int("WEBHOOK_HANDOFF_BATCH", default=100)
 # The redirect URI registered with providers: the public address of /api/v1/oauth/callback.
 OAUTH_CALLBACK_URL = env("OAUTH_CALLBACK_URL", default="http://127.0.0.1:8000/api/v1/oauth/callback")
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=900)
+
+# --- Rate limits (per tenant, or per API key), overridable per family ------------------
+API_RATE_LIMITS = {
+    "providers": env("RATE_LIMIT_PROVIDERS", default="100/min"),
+    "integrations": env("RATE_LIMIT_INTEGRATIONS", default="200/min"),
+    "connections": env("RATE_LIMIT_CONNECTIONS", default="50/min"),
+    "search": env("RATE_LIMIT_SEARCH", default="30/min"),
+    "widgets": env("RATE_LIMIT_WIDGETS", default="100/min"),
+}
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
+USAGE_FLUSH_MAX_ITEMS = env.int("USAGE_FLUSH_MAX_ITEMS", default=1000)
+
+# --- Operations --------------------------------------------------------------------
+READYZ_TIMEOUT = env.float("READYZ_TIMEOUT", default=2.0)
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_TENANT_LABELS = env.bool("METRICS_TENANT_LABELS", default=False)
+METRICS_TENANT_LABEL_LIMIT = env.int("METRICS_TENANT_LABEL_LIMIT", default=50)

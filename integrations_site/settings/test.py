@@ -18,3 +18,5 @@ STORAGES = {
 }
 CELERY_TASK_ALWAYS_EAGER = False
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# Generous limits so ordinary tests never meet them; the throttle tests set their own.
+API_RATE_LIMITS = {family: "100000/min" for family in ("providers", "integrations", "connections", "search", "widgets")}

@@ -24,6 +24,7 @@ Tokens are long random strings, so the suite's secret guard watches them once
 the app encrypts them.
 """
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -391,3 +392,24 @@ def connect(api_client, integration, server: OAuthServer, *, me: bool = False, r
     """The whole flow: start, consent at the provider, callback. The callback's response."""
     started = start_flow(api_client, integration, me=me, return_url=return_url)
     return callback(server.authorize(started["authorization_url"]))
+
+
+@contextlib.contextmanager
+def celery_broker(url: str):
+    """Point this process's Celery app at ``url`` (``memory://`` keeps tasks in the process), and back."""
+    from integrations_site.celery import app
+
+    def reset_pools():
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    reset_pools()
+    try:
+        yield app
+    finally:
+        app.conf.broker_url = previous
+        reset_pools()

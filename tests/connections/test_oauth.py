@@ -17,6 +17,7 @@ from tests.connections.factories import IntegrationFactory
 from tests.connections.oauth_server import (  # noqa: F401 (fixtures)
     RETURN_URL,
     callback,
+    celery_broker,
     connect,
     oauth_integration,
     oauth_provider,
@@ -493,7 +494,8 @@ def test_a_leased_credential_is_not_claimed_again_until_the_lease_ends(connected
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_refresh_runs_refresh_a_credential_once(admin_client_api, oauth_integration, oauth_server):
-    answer = connect(admin_client_api, oauth_integration, oauth_server)
+    with celery_broker("memory://"):  # the connection test queued on commit stays in this process
+        answer = connect(admin_client_api, oauth_integration, oauth_server)
     assert answer.status_code == 302
     credential = tenant_credential(oauth_integration)
     old_refresh = credential.payload["refresh_token"]

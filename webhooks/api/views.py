@@ -32,6 +32,8 @@ class WebhookEndpointViewSet(
 ):
     """Inbound webhook endpoints. The secret is in the create and rotate answers only."""
 
+    throttle_family = "integrations"
+
     queryset = WebhookEndpoint.objects.live().select_related("integration")
     serializer_class = WebhookEndpointSerializer
     filterset_class = WebhookEndpointFilter
@@ -94,6 +96,8 @@ class WebhookEndpointViewSet(
 
 class WebhookEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Received events, newest first; the detail includes the raw body."""
+
+    throttle_family = "integrations"
 
     queryset = WebhookEvent.objects.select_related("endpoint").annotate(body_size=Length("body"))
     serializer_class = WebhookEventSerializer

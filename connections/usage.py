@@ -1,0 +1,221 @@
+"""Usage counting and per-integration limits.
+
+Counting is batched: ``record`` adds to a per-process buffer that a
+background thread flushes to UsageDaily every ``USAGE_FLUSH_SECONDS`` (one
+UPDATE per integration and day, not one write per request). The requests of
+the current minute are also counted in the shared cache, which is what the
+requests-per-minute limit reads. An outbound call past a hard limit is
+refused with 429 ``LIMIT_EXCEEDED``, audited once per window.
+"""
+import logging
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from audit.services import SYSTEM, audit_record
+from integrations_site.batching import BackgroundBatcher
+
+from . import http
+from .models import Integration, UsageDaily
+
+logger = logging.getLogger("connections.usage")
+
+COUNTERS = ("requests", "errors", "webhooks", "tokens", "cost")
+
+
+def _flush(items: list) -> None:
+    totals: dict[tuple, dict] = defaultdict(lambda: {name: 0 for name in COUNTERS})
+    for (integration_id, tenant_id, day), deltas in items:
+        row = totals[(integration_id, tenant_id, day)]
+        for name, value in deltas.items():
+            row[name] += value
+    for (integration_id, tenant_id, day), deltas in totals.items():
+        _apply(integration_id, tenant_id, day, deltas)
+
+
+def _apply(integration_id, tenant_id, day, deltas: dict) -> None:
+    updates = {name: F(name) + value for name, value in deltas.items() if value}
+    if not updates:
+        return
+    for _ in range(2):
+        if UsageDaily.objects.filter(integration_id=integration_id, date=day).update(**updates):
+            return
+        try:
+            with transaction.atomic():
+                UsageDaily.objects.create(integration_id=integration_id, tenant_id=tenant_id, date=day,
+                                          **{k: v for k, v in deltas.items()})
+            return
+        except IntegrityError:  # another process created the row first: add to it
+            continue
+
+
+batcher = BackgroundBatcher(
+    "usage-flush", _flush,
+    interval=lambda: settings.USAGE_FLUSH_SECONDS, max_items=lambda: settings.USAGE_FLUSH_MAX_ITEMS,
+)
+
+
+def flush() -> None:
+    """Write what this process has counted (tests, shutdown)."""
+    batcher.flush()
+
+
+def _minute_key(integration_id, minute: int | None = None) -> str:
+    return f"usage:rpm:{integration_id}:{minute if minute is not None else int(time.time() // 60)}"
+
+
+def record(integration_id, tenant_id, *, requests: int = 0, errors: int = 0, webhooks: int = 0, tokens: int = 0,
+           cost: Decimal | int = 0) -> None:
+    """Count usage of an integration (cheap: memory, plus one cache incr for outbound requests)."""
+    day = timezone.localdate()
+    batcher.add(((integration_id, tenant_id, day),
+                 {"requests": requests, "errors": errors, "webhooks": webhooks, "tokens": tokens,
+                  "cost": Decimal(cost)}))
+    if requests:
+        key = _minute_key(integration_id)
+        try:
+            if not cache.add(key, requests, timeout=120):
+                cache.incr(key, requests)
+        except Exception:
+            logger.warning("connections.usage.cache_unavailable integration=%s", integration_id)
+
+
+def reported_usage(integration: Integration, headers: dict) -> tuple[int, Decimal]:
+    """Tokens and cost a response reports in the integration's usage headers (0 when absent or malformed)."""
+    token_header = (integration.settings or {}).get("usage_tokens_header", "X-Usage-Tokens").lower()
+    cost_header = (integration.settings or {}).get("usage_cost_header", "X-Usage-Cost").lower()
+    try:
+        tokens = max(0, int(headers.get(token_header, 0)))
+    except (TypeError, ValueError):
+        tokens = 0
+    try:
+        cost = max(Decimal(0), Decimal(str(headers.get(cost_header, 0))))
+    except (InvalidOperation, ValueError):
+        cost = Decimal(0)
+    if not cost.is_finite():
+        cost = Decimal(0)
+    return tokens, cost
+
+
+def requests_this_minute(integration: Integration) -> int:
+    try:
+        return int(cache.get(_minute_key(integration.pk)) or 0)
+    except Exception:
+        return 0
+
+
+def month_totals(integration: Integration, today: date | None = None) -> dict:
+    """Tokens and cost of the current month from the flushed rows."""
+    today = today or timezone.localdate()
+    totals = UsageDaily.objects.filter(
+        integration=integration, date__gte=today.replace(day=1), date__lte=today
+    ).aggregate(tokens=Sum("tokens"), cost=Sum("cost"))
+    return {"tokens": int(totals["tokens"] or 0), "cost": Decimal(totals["cost"] or 0)}
+
+
+def _month_totals_cached(integration: Integration) -> dict:
+    key = f"usage:month:{integration.pk}:{timezone.localdate():%Y-%m}"
+    try:
+        cached = cache.get(key)
+    except Exception:
+        cached = None
+    if cached is None:
+        cached = month_totals(integration)
+        try:
+            cache.set(key, cached, timeout=30)
+        except Exception:
+            logger.warning("connections.usage.cache_unavailable integration=%s", integration.pk)
+    return cached
+
+
+def _percent(used, limit) -> float | None:
+    if limit in (None, 0):
+        return None
+    return round(float(used) * 100 / float(limit), 2)
+
+
+def limits(integration: Integration) -> dict:
+    """Usage against each limit, in percent (None where no limit is set)."""
+    month = month_totals(integration)
+    rate = requests_this_minute(integration)
+    budget_limit = integration.limit_monthly_budget
+    return {
+        "budget_percent": _percent(month["cost"], budget_limit),
+        "token_percent": _percent(month["tokens"], integration.limit_tokens),
+        "rate_percent": _percent(rate, integration.limit_requests_per_minute),
+        "budget": {"used": str(month["cost"].quantize(Decimal("0.01"))),
+                   "limit": str(budget_limit) if budget_limit is not None else None},
+        "tokens": {"used": month["tokens"], "limit": integration.limit_tokens},
+        "rate": {"used": rate, "limit": integration.limit_requests_per_minute},
+    }
+
+
+def limit_problem(integration: Integration) -> tuple[str, str] | None:
+    """(limit name, message) when an outbound call would pass a hard limit, else None."""
+    if integration.limit_requests_per_minute is not None:
+        if requests_this_minute(integration) >= integration.limit_requests_per_minute:
+            return "rate", f"The limit of {integration.limit_requests_per_minute} requests per minute is reached."
+    if integration.limit_monthly_budget is None and integration.limit_tokens is None:
+        return None
+    month = _month_totals_cached(integration)
+    if integration.limit_monthly_budget is not None and month["cost"] >= integration.limit_monthly_budget:
+        return "budget", f"The monthly budget of {integration.limit_monthly_budget} is spent."
+    if integration.limit_tokens is not None and month["tokens"] >= integration.limit_tokens:
+        return "tokens", f"The monthly limit of {integration.limit_tokens} tokens is reached."
+    return None
+
+
+def audit_refusal_once(integration: Integration, limit: str, message: str) -> None:
+    """One audit event per integration, limit and window (a minute for the rate, a month otherwise)."""
+    window = int(time.time() // 60) if limit == "rate" else timezone.localdate().strftime("%Y-%m")
+    key = f"usage:refused:{integration.pk}:{limit}:{window}"
+    try:
+        first = cache.add(key, 1, timeout=120 if limit == "rate" else 32 * 86400)
+    except Exception:
+        first = True
+    if first:
+        audit_record(actor=SYSTEM, action="integration.limit_exceeded", target=integration, outcome="denied",
+                     changes={"limit": limit, "message": message})
+
+
+def daily(integration: Integration, start: date, end: date) -> list[UsageDaily]:
+    return list(UsageDaily.objects.filter(integration=integration, date__gte=start, date__lte=end).order_by("date"))
+
+
+def default_range() -> tuple[date, date]:
+    today = timezone.localdate()
+    return today - timedelta(days=29), today
+
+
+class LimitRefused(http.OutboundError):
+    """An outbound call refused before it was sent: a hard limit is reached."""
+
+    code = "LIMIT_EXCEEDED"
+
+
+def metered_request(integration: Integration, method: str, url: str, *, headers: dict, body: bytes | None = None,
+                    retries: int | None = None) -> http.OutboundResponse:
+    """The outbound client, after the integration's limits, counting what the call used."""
+    problem = limit_problem(integration)
+    if problem is not None:
+        audit_refusal_once(integration, *problem)
+        raise LimitRefused(problem[1])
+    try:
+        response = http.request(
+            method, url, headers=headers, body=body, timeout=integration.timeout_seconds,
+            retries=integration.retry_count if retries is None else retries,
+        )
+    except http.OutboundError:
+        record(integration.pk, integration.tenant_id, requests=1, errors=1)
+        raise
+    tokens, cost = reported_usage(integration, response.headers)
+    record(integration.pk, integration.tenant_id, requests=response.attempts,
+           errors=int(response.status_code >= 400), tokens=tokens, cost=cost)
+    return response

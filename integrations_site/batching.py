@@ -1,0 +1,71 @@
+"""A per-process buffer flushed by a background thread.
+
+Used where a hot path must not pay a round trip per request (webhook
+hand-off to the broker, usage counters): callers ``add`` items; a daemon
+thread calls ``flush_fn(items)`` every ``interval`` seconds, sooner when
+``max_items`` are waiting, and at interpreter exit. What a flush fails to
+write must be recoverable elsewhere (the callers say how).
+"""
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger("integrations_site.batching")
+
+
+class BackgroundBatcher:
+    def __init__(self, name: str, flush_fn: Callable[[list], None], interval: Callable[[], float],
+                 max_items: Callable[[], int]):
+        self.name = name
+        self._flush_fn = flush_fn
+        self._interval = interval
+        self._max_items = max_items
+        self._items: list = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        atexit.register(self.flush)
+
+    def add(self, item) -> None:
+        with self._lock:
+            self._items.append(item)
+            full = len(self._items) >= self._max_items()
+        self._ensure_thread()
+        if full:
+            self._wake.set()
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
+
+    def _ensure_thread(self) -> None:
+        # After a fork (gunicorn, Celery prefork) the parent's thread does not exist in the child.
+        if self._alive():
+            return
+        with self._lock:
+            if self._alive():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def take(self) -> list:
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def flush(self) -> None:
+        items = self.take()
+        if items:
+            self._flush_fn(items)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval())
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # never let the thread die
+                logger.exception("batching.flush_failed batcher=%s", self.name)

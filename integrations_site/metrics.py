@@ -1,0 +1,171 @@
+"""Prometheus metrics.
+
+Two kinds, both correct under several gunicorn workers:
+- Business figures are computed from the database at scrape time (one
+  collector, a handful of aggregate queries), so every process answers the
+  same numbers and nothing is lost across restarts. Rows pruned by the
+  retention tasks leave these totals.
+- HTTP request counts and latency by route are counted in-process by
+  ``MetricsMiddleware``; with ``PROMETHEUS_MULTIPROC_DIR`` set (as under
+  gunicorn) prometheus_client shares them across worker processes.
+"""
+import os
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from integrations_site.api.errors import envelope
+
+PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests by route, method and status.", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds", "HTTP request latency by route.", ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class MetricsMiddleware:
+    """Counts requests by route pattern (never the raw path: ids would explode the label set)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = f"/{match.route}" if match is not None and match.route else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+
+def _tenant_labels() -> bool:
+    from tenants.models import Tenant
+
+    return settings.METRICS_TENANT_LABELS and Tenant.objects.count() <= settings.METRICS_TENANT_LABEL_LIMIT
+
+
+class DatabaseCollector:
+    """Business metrics read from the database at scrape time."""
+
+    def collect(self):
+        from audit.models import AuditEvent
+        from connections.choices import IntegrationStatus
+        from connections.models import ConnectionCheck, Integration
+        from webhooks.choices import EventStatus
+        from webhooks.models import WebhookEndpoint, WebhookEvent
+
+        per_tenant = _tenant_labels()
+        live = Integration.objects.live()
+
+        by_status = GaugeMetricFamily(
+            "integrations_by_status", "Live integrations by status.",
+            labels=["status", "tenant"] if per_tenant else ["status"],
+        )
+        group = ("status", "tenant__slug") if per_tenant else ("status",)
+        rows = {tuple(row[g] for g in group): row["n"]
+                for row in live.values(*group).annotate(n=Count("id")).order_by(*group)}
+        if not per_tenant:  # every status appears, at 0 when none
+            rows = {(status,): rows.get((status,), 0) for status in IntegrationStatus.values}
+        for labels, count in rows.items():
+            by_status.add_metric(list(labels), count)
+        yield by_status
+
+        by_type = GaugeMetricFamily("integrations_by_type", "Live integrations by provider category.",
+                                    labels=["category"])
+        for row in live.values("provider__category").annotate(n=Count("id")).order_by("provider__category"):
+            by_type.add_metric([row["provider__category"]], row["n"])
+        yield by_type
+
+        endpoints = WebhookEndpoint.objects.live().aggregate(total=Count("id"), active=Count("id", filter=Q(active=True)))
+        yield GaugeMetricFamily("webhook_endpoints_total", "Webhook endpoints.", value=endpoints["total"])
+        yield GaugeMetricFamily("webhook_endpoints_active", "Active webhook endpoints.", value=endpoints["active"])
+
+        events = CounterMetricFamily("webhook_events", "Webhook events received, by status.", labels=["status"])
+        counted = dict(WebhookEvent.objects.values_list("status").annotate(n=Count("id")).order_by("status"))
+        for status in EventStatus.values:
+            events.add_metric([status], counted.get(status, 0))
+        yield events
+        since = timezone.now() - timedelta(hours=24)
+        yield GaugeMetricFamily("webhook_events_last_24h", "Webhook events received in the last 24 hours.",
+                                value=WebhookEvent.objects.filter(received_at__gte=since).count())
+        yield self._processing_histogram(WebhookEvent)
+
+        for name, kinds, help_text in (
+            ("connection_tests", ("test", "system"), "Connection tests by outcome."),
+            ("health_checks", ("health",), "Scheduled health checks by outcome."),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=["outcome"])
+            counts = ConnectionCheck.objects.filter(kind__in=kinds, success__isnull=False).aggregate(
+                n_success=Count("id", filter=Q(success=True)), n_failure=Count("id", filter=Q(success=False))
+            )
+            for outcome in ("success", "failure"):
+                family.add_metric([outcome], counts[f"n_{outcome}"])
+            yield family
+
+        refresh = CounterMetricFamily("oauth_refresh", "OAuth token refreshes by outcome.", labels=["outcome"])
+        counts = AuditEvent.objects.filter(action__in=("oauth.refreshed", "oauth.refresh_failed")).aggregate(
+            success=Count("id", filter=Q(action="oauth.refreshed")),
+            failure=Count("id", filter=Q(action="oauth.refresh_failed")),
+        )
+        for outcome in ("success", "failure"):
+            refresh.add_metric([outcome], counts[outcome])
+        yield refresh
+
+    @staticmethod
+    def _processing_histogram(model):
+        took = ExpressionWrapper(F("processed_at") - F("received_at"), output_field=DurationField())
+        processed = model.objects.filter(status="processed", processed_at__isnull=False).annotate(took=took)
+        aggregates = {f"le_{i}": Count("id", filter=Q(took__lte=timedelta(seconds=b)))
+                      for i, b in enumerate(PROCESSING_BUCKETS)}
+        row = processed.aggregate(total=Count("id"), took_sum=Sum("took"), **aggregates)
+        seconds = row["took_sum"].total_seconds() if row["took_sum"] else 0.0
+        buckets = [(str(b), row[f"le_{i}"]) for i, b in enumerate(PROCESSING_BUCKETS)] + [("+Inf", row["total"])]
+        family = HistogramMetricFamily(
+            "webhook_processing_seconds", "Seconds from receipt to processed, for processed webhook events."
+        )
+        family.add_metric([], buckets, sum_value=seconds)
+        return family
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(reg)
+    else:
+        reg.register(_ProcessLocal())
+    reg.register(DatabaseCollector())
+    return reg
+
+
+class _ProcessLocal:
+    """This process's HTTP metrics (when not in multiprocess mode)."""
+
+    def collect(self):
+        yield from HTTP_REQUESTS.collect()
+        yield from HTTP_LATENCY.collect()
+
+
+def metrics_view(request):
+    token = settings.METRICS_TOKEN
+    if token:
+        import hmac
+
+        given = request.META.get("HTTP_AUTHORIZATION", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            response = JsonResponse(envelope("NOT_AUTHENTICATED", "A valid metrics token is required."), status=401)
+            response["WWW-Authenticate"] = "Bearer"
+            return response
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
