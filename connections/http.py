@@ -29,7 +29,9 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -222,15 +224,36 @@ def check_url(url: str) -> Target:
     return Target(parts.scheme, host, port, addresses[0], path)
 
 
-def _pool(target: Target, connect_timeout: float, read_timeout: float):
-    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-    if target.scheme == "https":
-        context = ssl.create_default_context(cafile=certifi.where())
-        return urllib3.HTTPSConnectionPool(
-            target.address, port=target.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host, ssl_context=context,
-        )
-    return urllib3.HTTPConnectionPool(target.address, port=target.port, timeout=timeout, retries=False, maxsize=1)
+POOL_CACHE_SIZE = 256
+POOL_MAXSIZE = 16
+_pools: "OrderedDict[tuple, urllib3.HTTPConnectionPool]" = OrderedDict()
+_pools_lock = threading.Lock()
+
+
+def _pool(target: Target):
+    """A keep-alive pool per checked address, port and TLS name (bounded, least recently used out).
+
+    Pools are keyed by the address that was checked, so a reused connection
+    never goes anywhere the checks did not allow.
+    """
+    key = (target.scheme, target.address, target.port, target.host)
+    with _pools_lock:
+        pool = _pools.pop(key, None)
+        if pool is None:
+            if target.scheme == "https":
+                context = ssl.create_default_context(cafile=certifi.where())
+                pool = urllib3.HTTPSConnectionPool(
+                    target.address, port=target.port, retries=False, maxsize=POOL_MAXSIZE, block=False,
+                    server_hostname=target.host, assert_hostname=target.host, ssl_context=context,
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(
+                    target.address, port=target.port, retries=False, maxsize=POOL_MAXSIZE, block=False
+                )
+        _pools[key] = pool
+        while len(_pools) > POOL_CACHE_SIZE:
+            _pools.popitem(last=False)[1].close()
+    return pool
 
 
 def _read_capped(response, max_bytes: int, read_timeout: float) -> bytes:
@@ -255,29 +278,46 @@ def _read_capped(response, max_bytes: int, read_timeout: float) -> bytes:
 
 
 def _send_once(method, target: Target, headers, body, connect_timeout, read_timeout, max_bytes):
-    pool = _pool(target, connect_timeout, read_timeout)
-    try:
-        response = pool.urlopen(
-            method, target.path, body=body, headers={**headers, "Host": target.host_header},
-            redirect=False, retries=False, preload_content=False, assert_same_host=False,
-        )
+    pool = _pool(target)
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+    # A kept-alive connection the server closed meanwhile fails at once; an idempotent
+    # request gets one more try on a fresh connection.
+    tries = 2 if method in ("GET", "HEAD", "OPTIONS") else 1
+    for attempt in range(tries):
         try:
-            data = _read_capped(response, max_bytes, read_timeout)
-        finally:
-            response.release_conn()
-        return response.status, {k.lower(): v for k, v in response.headers.items()}, data
-    except urllib3.exceptions.NewConnectionError:
-        # Checked before timeouts: urllib3 derives it from ConnectTimeoutError.
-        raise OutboundError(f"Could not connect to '{target.host}' (connection refused or unreachable).") from None
-    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError):
-        raise OutboundTimeout(f"Timed out talking to '{target.host}'.") from None
-    except urllib3.exceptions.SSLError:
-        raise OutboundError(f"TLS handshake with '{target.host}' failed.") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        name = type(exc).__name__
-        raise OutboundError(f"Could not connect to '{target.host}' ({name}).") from None
+            return _exchange(pool, method, target, headers, body, timeout, max_bytes, read_timeout)
+        except urllib3.exceptions.ProtocolError:
+            if attempt + 1 < tries:
+                continue
+            raise OutboundError(f"The connection to '{target.host}' was closed unexpectedly.") from None
+        except urllib3.exceptions.NewConnectionError:
+            # Checked before timeouts: urllib3 derives it from ConnectTimeoutError.
+            raise OutboundError(
+                f"Could not connect to '{target.host}' (connection refused or unreachable)."
+            ) from None
+        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise OutboundTimeout(f"Timed out talking to '{target.host}'.") from None
+        except urllib3.exceptions.SSLError:
+            raise OutboundError(f"TLS handshake with '{target.host}' failed.") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            name = type(exc).__name__
+            raise OutboundError(f"Could not connect to '{target.host}' ({name}).") from None
+
+
+def _exchange(pool, method, target: Target, headers, body, timeout, max_bytes, read_timeout):
+    response = pool.urlopen(
+        method, target.path, body=body, headers={**headers, "Host": target.host_header}, timeout=timeout,
+        redirect=False, retries=False, preload_content=False, assert_same_host=False, release_conn=False,
+    )
+    complete = False
+    try:
+        data = _read_capped(response, max_bytes, read_timeout)
+        complete = True
     finally:
-        pool.close()
+        if not complete:
+            response.close()  # a half-read body leaves the connection unusable: never reuse it
+        response.release_conn()
+    return response.status, {k.lower(): v for k, v in response.headers.items()}, data
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -32,10 +32,15 @@ COUNTERS = ("requests", "errors", "webhooks", "tokens", "cost")
 
 def _flush(items: list) -> None:
     totals: dict[tuple, dict] = defaultdict(lambda: {name: 0 for name in COUNTERS})
-    for (integration_id, tenant_id, day), deltas in items:
+    minutes: dict[tuple, int] = defaultdict(int)
+    for (integration_id, tenant_id, day), deltas, minute in items:
         row = totals[(integration_id, tenant_id, day)]
         for name, value in deltas.items():
             row[name] += value
+        if minute is not None and deltas.get("requests"):
+            minutes[(integration_id, minute)] += deltas["requests"]
+    for (integration_id, minute), count in minutes.items():
+        _count_minute(integration_id, count, minute)
     for (integration_id, tenant_id, day), deltas in totals.items():
         _apply(integration_id, tenant_id, day, deltas)
 
@@ -71,20 +76,29 @@ def _minute_key(integration_id, minute: int | None = None) -> str:
     return f"usage:rpm:{integration_id}:{minute if minute is not None else int(time.time() // 60)}"
 
 
+def _count_minute(integration_id, requests: int, minute: int | None = None) -> None:
+    key = _minute_key(integration_id, minute)
+    try:
+        if not cache.add(key, requests, timeout=120):
+            cache.incr(key, requests)
+    except Exception:
+        logger.warning("connections.usage.cache_unavailable integration=%s", integration_id)
+
+
 def record(integration_id, tenant_id, *, requests: int = 0, errors: int = 0, webhooks: int = 0, tokens: int = 0,
-           cost: Decimal | int = 0) -> None:
-    """Count usage of an integration (cheap: memory, plus one cache incr for outbound requests)."""
+           cost: Decimal | int = 0, enforce_rate: bool = False) -> None:
+    """Count usage of an integration in memory.
+
+    The requests of this minute reach the shared cache at once when a rate
+    limit must be enforced (``enforce_rate``), with the next flush otherwise.
+    """
     day = timezone.localdate()
+    minute = int(time.time() // 60)
+    if requests and enforce_rate:
+        _count_minute(integration_id, requests, minute)
     batcher.add(((integration_id, tenant_id, day),
                  {"requests": requests, "errors": errors, "webhooks": webhooks, "tokens": tokens,
-                  "cost": Decimal(cost)}))
-    if requests:
-        key = _minute_key(integration_id)
-        try:
-            if not cache.add(key, requests, timeout=120):
-                cache.incr(key, requests)
-        except Exception:
-            logger.warning("connections.usage.cache_unavailable integration=%s", integration_id)
+                  "cost": Decimal(cost)}, None if enforce_rate else minute))
 
 
 def reported_usage(integration: Integration, headers: dict) -> tuple[int, Decimal]:
@@ -207,15 +221,16 @@ def metered_request(integration: Integration, method: str, url: str, *, headers:
     if problem is not None:
         audit_refusal_once(integration, *problem)
         raise LimitRefused(problem[1])
+    enforce = integration.limit_requests_per_minute is not None
     try:
         response = http.request(
             method, url, headers=headers, body=body, timeout=integration.timeout_seconds,
             retries=integration.retry_count if retries is None else retries,
         )
     except http.OutboundError:
-        record(integration.pk, integration.tenant_id, requests=1, errors=1)
+        record(integration.pk, integration.tenant_id, requests=1, errors=1, enforce_rate=enforce)
         raise
     tokens, cost = reported_usage(integration, response.headers)
     record(integration.pk, integration.tenant_id, requests=response.attempts,
-           errors=int(response.status_code >= 400), tokens=tokens, cost=cost)
+           errors=int(response.status_code >= 400), tokens=tokens, cost=cost, enforce_rate=enforce)
     return response

@@ -12,6 +12,9 @@ import os
 import threading
 from collections.abc import Callable
 
+from django.conf import settings
+from django.db import connections
+
 logger = logging.getLogger("integrations_site.batching")
 
 
@@ -42,7 +45,7 @@ class BackgroundBatcher:
 
     def _ensure_thread(self) -> None:
         # After a fork (gunicorn, Celery prefork) the parent's thread does not exist in the child.
-        if self._alive():
+        if self._alive() or not getattr(settings, "BATCHING_BACKGROUND", True):
             return
         with self._lock:
             if self._alive():
@@ -69,3 +72,5 @@ class BackgroundBatcher:
                 self.flush()
             except Exception:  # never let the thread die
                 logger.exception("batching.flush_failed batcher=%s", self.name)
+            finally:
+                connections.close_all()  # this thread's own database connections

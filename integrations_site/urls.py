@@ -5,8 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from webhooks.views import receive
 
 from . import views
-from .metrics import metrics_view
 from .api import errors
+from .metrics import metrics_view
 
 api_v1 = [
     path("", include("tenants.api.urls")),

@@ -11,9 +11,8 @@ from django.core.cache import cache
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from integrations_site.api.errors import envelope
-
 from connections import usage
+from integrations_site.api.errors import envelope
 
 from . import handoff, services, signatures
 from .models import WebhookEndpoint

@@ -275,3 +275,5 @@ READYZ_TIMEOUT = env.float("READYZ_TIMEOUT", default=2.0)
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_TENANT_LABELS = env.bool("METRICS_TENANT_LABELS", default=False)
 METRICS_TENANT_LABEL_LIMIT = env.int("METRICS_TENANT_LABEL_LIMIT", default=50)
+# Batched counters are flushed by a background thread in each process (integrations_site.batching).
+BATCHING_BACKGROUND = env.bool("BATCHING_BACKGROUND", default=True)

@@ -18,5 +18,8 @@ STORAGES = {
 }
 CELERY_TASK_ALWAYS_EAGER = False
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# Usage counters are flushed by the tests themselves (connections.usage.flush), not by a thread
+# writing from outside each test's transaction.
+BATCHING_BACKGROUND = env.bool("BATCHING_BACKGROUND", default=False)
 # Generous limits so ordinary tests never meet them; the throttle tests set their own.
 API_RATE_LIMITS = {family: "100000/min" for family in ("providers", "integrations", "connections", "search", "widgets")}
