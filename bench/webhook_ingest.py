@@ -45,6 +45,13 @@ TENANT_SLUG = "bench-webhooks"
 PROVIDER_SLUG = "bench-webhooks"
 BROKER_DB = 1  # of the private redis-server; the cache uses database 0
 HANDOFF_MODES = ("batched", "immediate")
+# The test settings with production values where they matter here (the environment can override them).
+SERVER_ENV = {
+    "DB_CONN_MAX_AGE": "600",  # each worker keeps its database connection
+    "WEBHOOK_ENDPOINT_CACHE_SECONDS": "1",  # the production default (the test settings turn it off)
+    "BATCHING_BACKGROUND": "1",  # background flush threads, as in production
+    "LOG_LEVEL": "WARNING",
+}
 
 
 def parse_args():
@@ -339,9 +346,9 @@ def run_mode(args, mode: str, url: str, redis_server: Redis, tenant, integration
     redis_server.flush()
 
     access_log = log_dir / f"access-{mode}.log"
-    env = dict(os.environ, DATABASE_URL=url, DB_CONN_MAX_AGE="600", LOG_LEVEL="WARNING",
-               DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "integrations_site.settings.test"),
-               REDIS_URL=redis_server.url(0), CELERY_BROKER_URL=redis_server.url(BROKER_DB), WEBHOOK_HANDOFF=mode)
+    env = {**SERVER_ENV, **os.environ, "DATABASE_URL": url, "REDIS_URL": redis_server.url(0),
+           "CELERY_BROKER_URL": redis_server.url(BROKER_DB), "WEBHOOK_HANDOFF": mode}
+    env.setdefault("DJANGO_SETTINGS_MODULE", "integrations_site.settings.test")
     server = Gunicorn(env, args.workers, access_log)
     try:
         plain_requests = [(b"", {})] * args.requests
@@ -376,6 +383,9 @@ def main():
     tenant, integration = bench_integration()
     log_dir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
 
+    server_env = {k: os.environ.get(k, v) for k, v in SERVER_ENV.items() if k != "LOG_LEVEL"}
+    print(f"server settings: {os.environ.get('DJANGO_SETTINGS_MODULE')} with "
+          + ", ".join(f"{k}={v}" for k, v in server_env.items()))
     print(f"gunicorn: {args.workers} sync workers, persistent DB connections; {args.connections} clients, "
           f"one connection per request; {args.requests} requests per target; scheme {args.scheme}, "
           f"bodies ~{args.body_bytes} B")

@@ -190,6 +190,8 @@ class Credential(models.Model):
 
     @property
     def is_set(self) -> bool:
+        if "payload" not in self.__dict__ and "payload_present" in self.__dict__:
+            return self.payload_present  # loaded without the (encrypted) payload itself
         return self.payload is not None
 
 

@@ -126,7 +126,8 @@ def oauth_start(*, actor: Actor, integration: Integration, return_url: str, user
     use_pkce = config.get("pkce", True)
     verifier = pysecrets.token_urlsafe(64) if use_pkce else ""
     OAuthState.objects.create(
-        tenant=integration.tenant, integration=integration, user=actor.user if getattr(actor.user, "pk", None) else None,
+        tenant=integration.tenant, integration=integration,
+        user=actor.user if getattr(actor.user, "pk", None) else None,
         for_user=user is not None, state_hash=_hash_state(state), code_verifier=verifier, return_url=return_url,
         redirect_uri=callback_url(), expires_at=timezone.now() + STATE_TTL,
     )

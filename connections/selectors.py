@@ -1,17 +1,33 @@
 """Reads that more than one view needs."""
-from django.db.models import Prefetch
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q
 
 from .models import Credential, Integration
 
 
+# Provider columns an integration's answer never shows: not loaded (nor decrypted) per row.
+PROVIDER_DEFERRED = tuple(
+    f"provider__{name}" for name in (
+        "description", "capabilities", "supported_sync_directions", "searchable_entities", "available_entities",
+        "oauth_config", "oauth_client_secret", "credential_fields", "default_status_mapping",
+    )
+)
+
+
 def integration_list_queryset():
-    """Live integrations with provider and tenant-wide credential loaded (no N+1)."""
+    """Live integrations with provider and tenant-wide credential loaded (no N+1).
+
+    The credential's encrypted payload is not loaded: answers show only its
+    type, hint, status and version, and whether it is set.
+    """
+    credentials = (
+        Credential.objects.filter(user__isnull=True).defer("payload")
+        .annotate(payload_present=ExpressionWrapper(Q(payload__isnull=False), output_field=BooleanField()))
+    )
     return (
         Integration.objects.live()
         .select_related("provider")
-        .prefetch_related(
-            Prefetch("credentials", queryset=Credential.objects.filter(user__isnull=True), to_attr="tenant_credentials")
-        )
+        .defer(*PROVIDER_DEFERRED)
+        .prefetch_related(Prefetch("credentials", queryset=credentials, to_attr="tenant_credentials"))
     )
 
 

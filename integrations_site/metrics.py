@@ -19,6 +19,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from integrations_site.api.errors import envelope
 
@@ -130,7 +131,8 @@ class DatabaseCollector:
                       for i, b in enumerate(PROCESSING_BUCKETS)}
         row = processed.aggregate(total=Count("id"), took_sum=Sum("took"), **aggregates)
         seconds = row["took_sum"].total_seconds() if row["took_sum"] else 0.0
-        buckets = [(str(b), row[f"le_{i}"]) for i, b in enumerate(PROCESSING_BUCKETS)] + [("+Inf", row["total"])]
+        # Bucket bounds written as the client library writes them ("5.0", not "5").
+        buckets = [(floatToGoString(b), row[f"le_{i}"]) for i, b in enumerate(PROCESSING_BUCKETS)] + [("+Inf", row["total"])]
         family = HistogramMetricFamily(
             "webhook_processing_seconds", "Seconds from receipt to processed, for processed webhook events."
         )

@@ -2,6 +2,7 @@
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -21,8 +22,11 @@ def healthz(request):
 def _check_database() -> None:
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()  # this check's own thread: its connection would otherwise stay open
 
 
 def _check_cache() -> None:
@@ -51,19 +55,38 @@ def _component_name(name: str) -> str:
     return name
 
 
+def _timed(check) -> float:
+    started = time.perf_counter()
+    check()
+    return time.perf_counter() - started
+
+
+CHECKS = (("database", _check_database), ("cache", _check_cache), ("broker", _check_broker))
+
+
 def readyz(request):
-    """Readiness: database, cache and broker each answer within a short timeout; 503 when one does not."""
+    """Readiness: database, cache and broker each answer within a short timeout; 503 when one does not.
+
+    The checks run side by side; a check still running at the deadline is
+    reported down and left to finish in its thread (the answer never waits
+    for a hung socket's own timeout).
+    """
+    timeout = settings.READYZ_TIMEOUT
+    pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
+    started = time.perf_counter()
+    futures = {name: pool.submit(_timed, check) for name, check in CHECKS}
+    pool.shutdown(wait=False)
     components = {}
-    for name, check in (("database", _check_database), ("cache", _check_cache), ("broker", _check_broker)):
-        started = time.perf_counter()
+    for name, future in futures.items():
+        remaining = max(0.0, timeout - (time.perf_counter() - started))
         try:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pool.submit(check).result(timeout=settings.READYZ_TIMEOUT)
+            took = future.result(timeout=remaining)
             components[name] = {"status": "ok", "service": _component_name(name)}
         except Exception as exc:  # any failure, including a timeout, means not ready
-            components[name] = {"status": "down", "service": _component_name(name),
-                                "error": type(exc).__name__}
-        components[name]["latency_ms"] = int((time.perf_counter() - started) * 1000)
+            error = "TimeoutError" if isinstance(exc, FutureTimeout) else type(exc).__name__
+            components[name] = {"status": "down", "service": _component_name(name), "error": error}
+            took = time.perf_counter() - started
+        components[name]["latency_ms"] = int(took * 1000)
     ready = all(c["status"] == "ok" for c in components.values())
     down = sorted({c["service"] for c in components.values() if c["status"] != "ok"})
     body = {"status": "ok" if ready else "unavailable", "components": components}

@@ -7,12 +7,18 @@ import json
 import logging
 import random
 import secrets as pysecrets
+import threading
+import time
+import uuid
 from datetime import timedelta
+from functools import cache as memoize
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
@@ -109,7 +115,102 @@ def endpoints_disable_for_integration(*, actor: Actor, integration) -> int:
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False, updated_at=timezone.now())
         audit_record(actor=actor, action="webhook_endpoint.disabled", target=endpoint,
                      changes={"active": {"from": True, "to": False}, "reason": "integration deleted"})
+    if endpoints:
+        endpoint_cache_clear()
     return len(endpoints)
+
+
+# --- the receiver's hot path ------------------------------------------------------------------------------------
+# Per process (gunicorn sync workers: one request at a time, plus the hand-off thread), so no round trip is
+# spent on what rarely changes (the endpoint) or on what only needs to be about right (the rate counter).
+
+_endpoints: dict[str, tuple[float, WebhookEndpoint]] = {}
+_ENDPOINTS_MAX = 10_000
+
+
+def endpoint_for_path(path: str, *, fresh: bool = False) -> WebhookEndpoint | None:
+    """The live, active endpoint at ``path``, or None.
+
+    Found endpoints are kept in this process for WEBHOOK_ENDPOINT_CACHE_SECONDS
+    (0 = always read the database). A change saved in this process clears the
+    cache at once; other processes see it within that many seconds. Unknown
+    paths are not cached, so a new endpoint answers at once everywhere.
+    ``fresh`` reads the database and renews the cached copy (the receiver does
+    so before refusing a signature, so a secret rotated elsewhere works at once).
+    """
+    ttl = settings.WEBHOOK_ENDPOINT_CACHE_SECONDS
+    if ttl > 0 and not fresh:
+        hit = _endpoints.get(path)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    endpoint = WebhookEndpoint.objects.filter(path=path, active=True, deleted_at__isnull=True).first()
+    if endpoint is None:
+        _endpoints.pop(path, None)
+    elif ttl > 0:
+        if len(_endpoints) >= _ENDPOINTS_MAX:
+            _endpoints.clear()
+        _endpoints[path] = (time.monotonic() + ttl, endpoint)
+    return endpoint
+
+
+def endpoint_cache_clear(**_kwargs) -> None:
+    _endpoints.clear()
+
+
+post_save.connect(endpoint_cache_clear, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoint_cache.save")
+post_delete.connect(endpoint_cache_clear, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoint_cache.delete")
+
+
+class _RateWindow:
+    __slots__ = ("window", "shared", "unsent", "sent_at")
+
+    def __init__(self, window: int):
+        self.window, self.shared, self.unsent, self.sent_at = window, 0, 0, 0.0
+
+
+_rates: dict = {}
+_rates_lock = threading.Lock()
+
+
+def rate_limit_wait(endpoint: WebhookEndpoint, now: float | None = None) -> int | None:
+    """Seconds to wait when the endpoint's per-minute budget is spent, else None.
+
+    The count of the current minute lives in the shared cache; each process
+    adds its deliveries there in one INCRBY every WEBHOOK_RATE_SYNC_SECONDS or
+    WEBHOOK_RATE_SYNC_EVERY deliveries, and at once when its estimate reaches
+    the limit, so the answer is exact near the limit and costs no round trip
+    below it. The cache being down never refuses a delivery.
+    """
+    now = time.time() if now is None else now
+    window = int(now // 60)
+    limit = endpoint.rate_limit_per_minute
+    with _rates_lock:
+        state = _rates.get(endpoint.pk)
+        if state is None or state.window != window:
+            if len(_rates) >= _ENDPOINTS_MAX:
+                _rates.clear()
+            state = _rates[endpoint.pk] = _RateWindow(window)
+        state.unsent += 1
+        count = state.shared + state.unsent
+        due = (count >= limit or state.unsent >= settings.WEBHOOK_RATE_SYNC_EVERY
+               or now - state.sent_at >= settings.WEBHOOK_RATE_SYNC_SECONDS)
+        if due:
+            unsent, state.unsent, state.sent_at = state.unsent, 0, now
+    if due:
+        key = f"webhooks:rate:{endpoint.pk}:{window}"
+        try:
+            if cache.add(key, unsent, timeout=90):
+                total = unsent
+            else:
+                total = cache.incr(key, unsent)
+        except Exception:  # the cache being down must not refuse deliveries
+            return None
+        with _rates_lock:
+            state.shared = total
+            count = total + state.unsent
+    if count > limit:
+        return max(1, 60 - int(now) % 60)
+    return None
 
 
 @transaction.atomic
@@ -150,28 +251,52 @@ def filtered_headers(headers: dict) -> dict:
     }
 
 
+_ACCEPT_FIELDS = ("id", "endpoint", "tenant", "dedupe_key", "body", "content_type", "headers", "source_ip",
+                  "received_at", "status", "attempts", "last_error", "next_attempt_at", "processed_at", "result")
+
+
+@memoize
+def _accept_sql() -> str:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id``, written once from the model's metadata."""
+    meta, quote = WebhookEvent._meta, connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _ACCEPT_FIELDS)
+    endpoint, dedupe = (quote(meta.get_field(name).column) for name in ("endpoint", "dedupe_key"))
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(_ACCEPT_FIELDS))}) "
+        f"ON CONFLICT ({endpoint}, {dedupe}) WHERE {dedupe} IS NOT NULL DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+
+
 def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
                  source_ip: str | None, dedupe_key: str | None) -> tuple[WebhookEvent, bool]:
     """Store a verified delivery; returns (event, created). A duplicate returns the original.
 
-    One INSERT in autocommit: when this returns, the event is committed.
+    One statement (``INSERT … ON CONFLICT DO NOTHING``, no ORM compilation on
+    the hot path): in autocommit the event is committed when this returns; a
+    duplicate, also one racing in from another process, is no error and does
+    not break a caller's transaction.
     """
     event = WebhookEvent(
-        endpoint=endpoint, tenant_id=endpoint.tenant_id, dedupe_key=dedupe_key, body=body,
+        id=uuid.uuid4(), endpoint=endpoint, tenant_id=endpoint.tenant_id, dedupe_key=dedupe_key, body=body,
         content_type=content_type.replace("\x00", "")[:200], headers=filtered_headers(headers), source_ip=source_ip,
+        received_at=timezone.now(), status=EventStatus.PENDING, attempts=0, last_error="", result={},
     )
-    try:
-        if connection.in_atomic_block:
-            with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
-                event.save(force_insert=True)
-        else:
-            event.save(force_insert=True)  # autocommit: one statement, committed on return
-    except IntegrityError:
+    meta = WebhookEvent._meta
+    params = [meta.get_field(name).get_db_prep_save(getattr(event, meta.get_field(name).attname), connection)
+              for name in _ACCEPT_FIELDS]
+    for _ in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(_accept_sql(), params)
+            inserted = cursor.fetchone()
+        if inserted is not None:
+            event._state.adding = False
+            event._state.db = connection.alias
+            return event, True
         original = WebhookEvent.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).first()
-        if original is None:
-            raise
-        return original, False
-    return event, True
+        if original is not None:
+            return original, False
+        # The conflicting row was deleted between the two statements: try the insert once more.
+    raise IntegrityError(f"webhook event dedupe conflict on endpoint {endpoint.pk} could not be resolved")
 
 
 def parse_body(body: bytes, content_type: str):

@@ -44,5 +44,10 @@ class RequestIdMiddleware:
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record):
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            request_id = request_id_var.get()
+            if request_id == "-":
+                # Django logs 4xx/5xx answers ("Not Found: …") after the middleware has returned,
+                # passing the request along: its id is on it.
+                request_id = getattr(getattr(record, "request", None), "request_id", None) or request_id
+            record.request_id = request_id
         return True

@@ -253,6 +253,12 @@ WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=3
 WEBHOOK_HANDOFF = env("WEBHOOK_HANDOFF", default="batched")  # or "immediate"
 WEBHOOK_HANDOFF_INTERVAL = env.float("WEBHOOK_HANDOFF_INTERVAL", default=0.2)
 WEBHOOK_HANDOFF_BATCH = env.int("WEBHOOK_HANDOFF_BATCH", default=100)
+# The receiver keeps a found endpoint this long per process (0 = read it on every delivery); changes made in
+# another process apply within this time.
+WEBHOOK_ENDPOINT_CACHE_SECONDS = env.float("WEBHOOK_ENDPOINT_CACHE_SECONDS", default=1.0)
+# Each process adds its deliveries to the shared per-minute rate counter this often (or every N deliveries).
+WEBHOOK_RATE_SYNC_SECONDS = env.float("WEBHOOK_RATE_SYNC_SECONDS", default=0.5)
+WEBHOOK_RATE_SYNC_EVERY = env.int("WEBHOOK_RATE_SYNC_EVERY", default=50)
 
 # --- OAuth ------------------------------------------------------------------------
 # The redirect URI registered with providers: the public address of /api/v1/oauth/callback.

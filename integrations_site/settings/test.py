@@ -23,3 +23,6 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 BATCHING_BACKGROUND = env.bool("BATCHING_BACKGROUND", default=False)
 # Generous limits so ordinary tests never meet them; the throttle tests set their own.
 API_RATE_LIMITS = {family: "100000/min" for family in ("providers", "integrations", "connections", "search", "widgets")}
+# Tests change endpoint rows directly and roll them back: read the endpoint on every delivery
+# (the journeys and the benchmark set the production value through the environment).
+WEBHOOK_ENDPOINT_CACHE_SECONDS = env.float("WEBHOOK_ENDPOINT_CACHE_SECONDS", default=0)

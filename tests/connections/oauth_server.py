@@ -200,22 +200,23 @@ class OAuthServer:
         if client_id not in self.clients or not redirect_uri.startswith(("http://", "https://")):
             self._send_json(handler, 400, {"error": "invalid_request"})
             return
+        state = query.get("state", "")
         if query.get("response_type") != "code":
-            self._redirect(handler, redirect_uri, {"error": "unsupported_response_type", "state": query.get("state", "")})
+            self._redirect(handler, redirect_uri, {"error": "unsupported_response_type", "state": state})
             return
         if self.authorize_error:
-            self._redirect(handler, redirect_uri, {"error": self.authorize_error, "state": query.get("state", "")})
+            self._redirect(handler, redirect_uri, {"error": self.authorize_error, "state": state})
             return
         challenge = query.get("code_challenge")
         if challenge and query.get("code_challenge_method") != "S256":
-            self._redirect(handler, redirect_uri, {"error": "invalid_request", "state": query.get("state", "")})
+            self._redirect(handler, redirect_uri, {"error": "invalid_request", "state": state})
             return
         code = "code-" + secrets.token_urlsafe(16)
         with self._lock:
             self._subjects += 1
             self.codes[code] = {"client_id": client_id, "redirect_uri": redirect_uri, "challenge": challenge,
                                 "scope": query.get("scope", ""), "subject": f"user-{self._subjects}"}
-        params = {"code": code, "state": query.get("state", "")}
+        params = {"code": code, "state": state}
         if self.issuer:
             params["iss"] = self.issuer
         self._redirect(handler, redirect_uri, params)
@@ -343,21 +344,22 @@ class OAuthServer:
         handler.end_headers()
 
 
-# --- fixtures and helpers shared by the OAuth tests (imported by the test modules) ----------------------
+# --- fixtures and helpers shared by the OAuth tests ---------------------------------------------------
+# A test module imports the ``*_fixture`` functions; pytest knows them by their ``name``.
 
 RETURN_URL = "https://app.example.com/integrations/done"
 CLIENT_SECRET = "client-secret-value-123"
 
 
-@pytest.fixture
-def oauth_server():
+@pytest.fixture(name="oauth_server")
+def oauth_server_fixture():
     server = OAuthServer(client_secret=CLIENT_SECRET).start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def oauth_provider(db, oauth_server, settings):
+@pytest.fixture(name="oauth_provider")
+def oauth_provider_fixture(db, oauth_server, settings):
     """An OAuth2 provider whose URLs point at the local server (client_secret_basic, PKCE, revocation)."""
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     return ProviderFactory(
@@ -366,8 +368,8 @@ def oauth_provider(db, oauth_server, settings):
     )
 
 
-@pytest.fixture
-def oauth_integration(tenant, oauth_provider, oauth_server):
+@pytest.fixture(name="oauth_integration")
+def oauth_integration_fixture(tenant, oauth_provider, oauth_server):
     tenant.allowed_return_hosts = ["app.example.com"]
     tenant.save()
     return IntegrationFactory(tenant=tenant, provider=oauth_provider, name="CRM", api_base_url=oauth_server.base_url,

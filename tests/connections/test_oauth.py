@@ -14,14 +14,14 @@ from connections.models import ConnectionCheck, Credential, Integration, OAuthSt
 from tenants.choices import Role
 from tests.conftest import make_user, token_client
 from tests.connections.factories import IntegrationFactory
-from tests.connections.oauth_server import (  # noqa: F401 (fixtures)
+from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by their names)
     RETURN_URL,
     callback,
     celery_broker,
     connect,
-    oauth_integration,
-    oauth_provider,
-    oauth_server,
+    oauth_integration_fixture,
+    oauth_provider_fixture,
+    oauth_server_fixture,
     s256,
     start_flow,
 )

@@ -88,6 +88,17 @@ def test_providers_family_covers_the_admin_provider_api_too(client_for, limits, 
     exhaust(lambda: admin.get(f"/api/v1/admin/providers/{provider.slug}/"))
 
 
+def test_the_admin_provider_test_is_the_connections_family(client_for, limits, provider):
+    limits(connections="1/min", providers="1/min")
+    admin = client_for("super_admin", scoped=True)
+    first = admin.post(f"/api/v1/admin/providers/{provider.slug}/test")
+    assert first.status_code != 429, first.content
+    assert first["X-RateLimit-Limit"] == "1" and first["X-RateLimit-Remaining"] == "0"
+    assert_throttled(admin.post(f"/api/v1/admin/providers/{provider.slug}/test"), limit=1)
+    # The providers family was not spent by the tests.
+    assert admin.get(f"/api/v1/admin/providers/{provider.slug}/").status_code == 200
+
+
 def test_integrations_family_list_and_detail_share_one_count(client_for, limits, integration):
     limits(integrations=f"{LIMIT}/min")
     api = client_for(Role.MEMBER.value)

@@ -23,12 +23,12 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from connections.models import ConnectionCheck, Credential
 from connections.tasks import refresh_oauth_tokens
-from tests.connections.oauth_server import (  # noqa: F401 (fixtures)
+from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by their names)
     celery_broker,
     connect,
-    oauth_integration,
-    oauth_provider,
-    oauth_server,
+    oauth_integration_fixture,
+    oauth_provider_fixture,
+    oauth_server_fixture,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -70,7 +70,8 @@ class Worker:
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [CELERY, "-A", "integrations_site", "worker", "--pool=threads", "--concurrency=2", "-l", "info",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"oauth-journey-{os.getpid()}@%h"],
+                 "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-n", f"oauth-journey-{os.getpid()}@%h"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
