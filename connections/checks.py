@@ -169,6 +169,11 @@ def _apply(integration: Integration, credential: Credential | None, result: Prob
     if result.success:
         integration.last_success_at = now
         integration.last_error = {}
+    elif (result.error_code == CheckError.INVALID_CREDENTIALS and credential is not None
+          and credential.status in (CredentialStatus.EXPIRED, CredentialStatus.REVOKED)):
+        # The refresh that followed the 401 was refused: what the user must do is re-authorize.
+        integration.last_error = {"code": result.error_code, "at": now.isoformat(),
+                                  "message": credential.validation_error or "Re-authorization needed."}
     else:
         integration.last_error = {"code": result.error_code, "message": result.error_message, "at": now.isoformat()}
     if integration.status != IntegrationStatus.DISABLED:
@@ -180,7 +185,10 @@ def _apply(integration: Integration, credential: Credential | None, result: Prob
                 CredentialStatus.ACTIVE, now, ""
             )
             credential_changed = True
-        elif result.error_code == CheckError.INVALID_CREDENTIALS:
+        elif result.error_code == CheckError.INVALID_CREDENTIALS and credential.status not in (
+            CredentialStatus.EXPIRED, CredentialStatus.REVOKED
+        ):
+            # An expired or revoked credential keeps its state and its re-authorization message.
             credential.status, credential.validation_error = CredentialStatus.ERROR, result.error_message
             credential_changed = True
     transition = (old_state, integration.health_state) if old_state != integration.health_state else None

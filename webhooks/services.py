@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -267,6 +267,33 @@ def _accept_sql() -> str:
     )
 
 
+def _accept_insert(params: list):
+    """Run the insert; the first statement of a request checks the kept connection by itself.
+
+    With CONN_HEALTH_CHECKS, Django sends ``SELECT 1`` before the first query
+    of each request on a kept connection: on the receiver, whose endpoint is
+    usually cached, that doubles the round trips. Here the insert is the check:
+    if it fails because the connection was already dead (the server restarted),
+    it runs once more on a new connection.
+    """
+    own_check = (not connection.in_atomic_block and connection.connection is not None
+                 and connection.health_check_enabled and not connection.health_check_done)
+    if own_check:
+        connection.health_check_done = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_accept_sql(), params)
+            return cursor.fetchone()
+    except (OperationalError, InterfaceError):
+        if not own_check or connection.is_usable():
+            raise
+        logger.warning("webhooks.event.reconnect reason=kept database connection was closed")
+        connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(_accept_sql(), params)
+        return cursor.fetchone()
+
+
 def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
                  source_ip: str | None, dedupe_key: str | None) -> tuple[WebhookEvent, bool]:
     """Store a verified delivery; returns (event, created). A duplicate returns the original.
@@ -285,9 +312,7 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
     params = [meta.get_field(name).get_db_prep_save(getattr(event, meta.get_field(name).attname), connection)
               for name in _ACCEPT_FIELDS]
     for _ in range(2):
-        with connection.cursor() as cursor:
-            cursor.execute(_accept_sql(), params)
-            inserted = cursor.fetchone()
+        inserted = _accept_insert(params)
         if inserted is not None:
             event._state.adding = False
             event._state.db = connection.alias

@@ -67,6 +67,8 @@ from .serializers import (
 
 ASYNC_PARAM = OpenApiParameter("async", int, OpenApiParameter.QUERY, description="1 to queue and answer 202.")
 INTEGRATION_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Integration id (UUID).")
+INTEGRATION_PK = OpenApiParameter("integration_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                  description="Integration id.")
 
 
 class IntegrationViewSet(
@@ -342,7 +344,7 @@ class IntegrationChildViewSet(TenantScopedViewSet):
         return super().get_queryset().filter(integration=self.integration())
 
 
-@extend_schema(parameters=[INTEGRATION_ID])
+@extend_schema(parameters=[INTEGRATION_PK])
 class ConfigVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegrationChildViewSet):
     """An integration's config history; restoring makes a new version."""
 
@@ -365,7 +367,7 @@ class ConfigVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Int
         return Response(IntegrationSerializer(selectors.integration_list_queryset().get(pk=integration.pk)).data)
 
 
-@extend_schema(parameters=[INTEGRATION_ID])
+@extend_schema(parameters=[INTEGRATION_PK])
 class ConnectionCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegrationChildViewSet):
     """Connection test and health-check history, newest first."""
 
@@ -377,7 +379,7 @@ class ConnectionCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, I
     permission_map = {"*": "integrations.read"}
 
 
-@extend_schema(parameters=[INTEGRATION_ID])
+@extend_schema(parameters=[INTEGRATION_PK])
 class ExternalStatusViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     """Polled external statuses: canonical and raw."""
 
@@ -390,7 +392,7 @@ class ExternalStatusViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
 
 
 
-@extend_schema(parameters=[INTEGRATION_ID])
+@extend_schema(parameters=[INTEGRATION_PK])
 class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     """The history of external status changes, newest first."""
 
@@ -402,9 +404,7 @@ class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     permission_map = {"*": "integrations.read"}
 
 
-@extend_schema(parameters=[
-    OpenApiParameter("integration_pk", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Integration id."),
-])
+@extend_schema(parameters=[INTEGRATION_PK])
 class UserConnectionViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
     """Users connected to a user-scoped integration (tenant admins): who, never their tokens."""
 

@@ -602,3 +602,21 @@ def test_disconnect_without_a_revocation_url_erases_and_reports_nothing_revoked(
     assert answer.json() == {"disconnected": True, "revoked_at_provider": None, "revoke_error": ""}
     assert oauth_server.revoked == []
     assert Credential.objects.get(pk=connected.pk).payload is None
+
+
+def test_a_refused_refresh_after_a_401_during_a_test_keeps_the_reauthorization_message(
+    admin_client_api, connected, oauth_server, oauth_integration
+):
+    oauth_server.expire_access_tokens()
+    oauth_server.revoke_refresh_tokens()
+    answer = admin_client_api.post(f"/api/v1/integrations/{oauth_integration.pk}/test")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["error"]["code"] == "INVALID_CREDENTIALS"
+    credential = Credential.objects.get(pk=connected.pk)
+    assert credential.status == "expired"
+    assert credential.validation_error.startswith("Re-authorization needed")
+    health = admin_client_api.get(f"/api/v1/integrations/{oauth_integration.pk}/health").json()
+    assert health["last_error"]["code"] == "INVALID_CREDENTIALS"
+    assert "Re-authorization needed" in health["last_error"]["message"]
+    connection = admin_client_api.get(f"/api/v1/integrations/{oauth_integration.pk}/connection").json()
+    assert connection["status"] == "expired"

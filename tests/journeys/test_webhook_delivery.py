@@ -36,7 +36,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import redis
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -66,16 +66,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_db_url() -> str:
+def current_db_url() -> str:
     """The pytest-django test database, for the processes this module starts."""
     s = connection.settings_dict
     user = quote(s.get("USER") or "", safe="")
     password = quote(s.get("PASSWORD") or "", safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
-
-
-test_db_url.__test__ = False  # a helper, not a test
 
 
 def wait_until(predicate, timeout: float, what: str, stack=None, interval: float = 0.1):
@@ -103,11 +100,14 @@ class Stack:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",
-            "DATABASE_URL": test_db_url(),
+            "DATABASE_URL": current_db_url(),
             "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.redis_url,
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # Production values that the test settings change.
+            "WEBHOOK_ENDPOINT_CACHE_SECONDS": "1",
+            "BATCHING_BACKGROUND": "1",
         }
 
     def _spawn(self, name: str, command: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -395,7 +395,7 @@ def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redeliver
     first_worker = stack.worker("worker-a", concurrency=1, env=short_visibility)
 
     db_name = connection.settings_dict["NAME"]
-    locker = psycopg.connect(test_db_url().replace("postgres://", "postgresql://", 1))
+    locker = psycopg.connect(current_db_url().replace("postgres://", "postgresql://", 1))
     try:
         # Hold the table the event's effects write to: the worker blocks inside its transaction.
         locker.execute("LOCK TABLE connections_externalstatus IN EXCLUSIVE MODE")
@@ -451,3 +451,33 @@ def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redeliver
     assert_applied_once(integration, ["item-1"])
     assert stack.log_of(second_worker).count("succeeded") == 1
     assert broker.zcard("unacked_index") == 0  # acknowledged after the work was committed
+
+
+def test_the_receivers_insert_replaces_a_kept_connection_the_database_dropped_and_stores_the_event(
+    tenant, integration
+):
+    """With CONN_HEALTH_CHECKS the insert itself checks the kept connection (no SELECT 1 round trip first)."""
+    endpoint, _ = services.endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration, data={"name": "pg"})
+    kept = {k: connection.settings_dict[k] for k in ("CONN_HEALTH_CHECKS", "CONN_MAX_AGE")}
+    connection.settings_dict.update(CONN_HEALTH_CHECKS=True, CONN_MAX_AGE=60)  # the production settings
+    try:
+        connection.close()
+        connection.ensure_connection()
+        dropped = connection.connection.info.backend_pid
+        close_old_connections()  # what a new request does: its first statement checks the kept connection
+        assert connection.health_check_enabled and not connection.health_check_done
+        with psycopg.connect(current_db_url().replace("postgres://", "postgresql://", 1), autocommit=True) as other:
+            assert other.execute("SELECT pg_terminate_backend(%s)", [dropped]).fetchone() == (True,)
+            wait_until(lambda: other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                              [dropped]).fetchone() == (0,), 10, "the backend to end")
+        event, created = services.event_accept(endpoint=endpoint, body=b'{"n": 1}', headers={},
+                                               content_type="application/json", source_ip=None, dedupe_key="d-1")
+        assert created and connection.connection.info.backend_pid != dropped
+        stored = WebhookEvent.objects.get()
+        assert (stored.pk, bytes(stored.body), stored.status) == (event.pk, b'{"n": 1}', "pending")
+        again, created = services.event_accept(endpoint=endpoint, body=b'{"n": 1}', headers={},
+                                               content_type="application/json", source_ip=None, dedupe_key="d-1")
+        assert not created and again.pk == event.pk
+    finally:
+        connection.settings_dict.update(kept)
+        connection.close()
