@@ -3,7 +3,6 @@ from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q
 
 from .models import Credential, Integration
 
-
 # Provider columns an integration's answer never shows: not loaded (nor decrypted) per row.
 PROVIDER_DEFERRED = tuple(
     f"provider__{name}" for name in (

@@ -88,7 +88,9 @@ class DatabaseCollector:
             by_type.add_metric([row["provider__category"]], row["n"])
         yield by_type
 
-        endpoints = WebhookEndpoint.objects.live().aggregate(total=Count("id"), active=Count("id", filter=Q(active=True)))
+        endpoints = WebhookEndpoint.objects.live().aggregate(
+            total=Count("id"), active=Count("id", filter=Q(active=True))
+        )
         yield GaugeMetricFamily("webhook_endpoints_total", "Webhook endpoints.", value=endpoints["total"])
         yield GaugeMetricFamily("webhook_endpoints_active", "Active webhook endpoints.", value=endpoints["active"])
 
@@ -132,7 +134,8 @@ class DatabaseCollector:
         row = processed.aggregate(total=Count("id"), took_sum=Sum("took"), **aggregates)
         seconds = row["took_sum"].total_seconds() if row["took_sum"] else 0.0
         # Bucket bounds written as the client library writes them ("5.0", not "5").
-        buckets = [(floatToGoString(b), row[f"le_{i}"]) for i, b in enumerate(PROCESSING_BUCKETS)] + [("+Inf", row["total"])]
+        buckets = [(floatToGoString(b), row[f"le_{i}"]) for i, b in enumerate(PROCESSING_BUCKETS)]
+        buckets.append(("+Inf", row["total"]))
         family = HistogramMetricFamily(
             "webhook_processing_seconds", "Seconds from receipt to processed, for processed webhook events."
         )
