@@ -269,11 +269,14 @@ class IntegrationViewSet(
     @action(detail=True, methods=["get"])
     def activity(self, request, pk=None):
         """Tests, connects, config changes, syncs and webhooks in one feed, newest first."""
+        return self._activity(request, default_limit=50)
+
+    def _activity(self, request, *, default_limit: int) -> Response:
         query = ActivityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         return Response(selectors.integration_activity(
             self.get_object(), time_range=query.validated_data["time_range"],
-            limit=query.validated_data.get("limit", 50),
+            limit=query.validated_data.get("limit", default_limit),
         ))
 
     @extend_schema(responses={200: WidgetStatusSerializer})
@@ -285,12 +288,7 @@ class IntegrationViewSet(
     @action(detail=True, methods=["get"], url_path="widgets/activity")
     def widget_activity(self, request, pk=None):
         """The activity feed, compact: 10 items unless ``limit`` says otherwise."""
-        query = ActivityQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(selectors.integration_activity(
-            self.get_object(), time_range=query.validated_data["time_range"],
-            limit=query.validated_data.get("limit", 10),
-        ))
+        return self._activity(request, default_limit=10)
 
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])

@@ -26,9 +26,10 @@ BROKER_DB = 5
 STOP_TIMEOUT = 10
 
 
-def broker_url() -> str:
+def broker_url(db: int = BROKER_DB) -> str:
+    """The shared Redis, database ``db``: each journey keeps its queue to itself."""
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return urlunsplit(urlsplit(base)._replace(path=f"/{BROKER_DB}"))
+    return urlunsplit(urlsplit(base)._replace(path=f"/{db}"))
 
 
 def current_database_url() -> str:

@@ -13,11 +13,9 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import redis
-from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -30,6 +28,8 @@ from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by t
     oauth_provider_fixture,
     oauth_server_fixture,
 )
+from tests.journeys.conftest import broker_url as journey_broker_url
+from tests.journeys.conftest import current_database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -39,18 +39,8 @@ BROKER_DB = 6  # a Redis database of this test's own, flushed before and after
 WAIT_SECONDS = 60
 
 
-def broker_url() -> str:
-    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return urlunsplit(urlsplit(base)._replace(path=f"/{BROKER_DB}"))
-
-
 def database_url() -> str:
-    """The URL of the database this test runs against (pytest-django's ``test_…`` one)."""
-    s = connection.settings_dict
-    user = quote(s.get("USER") or "", safe="")
-    password = quote(s.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    return current_database_url()
 
 
 class Worker:
@@ -107,7 +97,7 @@ class Worker:
 
 @pytest.fixture
 def redis_broker():
-    url = broker_url()
+    url = journey_broker_url(BROKER_DB)
     client = redis.Redis.from_url(url)
     client.flushdb()
     with celery_broker(url):
