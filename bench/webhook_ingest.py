@@ -7,17 +7,21 @@
 Steps: create (if missing) and migrate a separate database (--db, on the
 server of DATABASE_URL); start a private redis-server on a free loopback port
 (the broker and the cache of the app; no shared Redis is touched); make one
-tenant, provider and update_method=webhook integration, and per hand-off mode
-a new endpoint. For each hand-off mode (WEBHOOK_HANDOFF=batched, the default,
-and =immediate): start gunicorn (sync workers, persistent database
-connections), warm up, send --requests GET /healthz, then --requests signed
-deliveries with unique ids, each over --connections concurrent clients, one TCP
-connection per request, the two targets alternating in --rounds rounds so
-that both meet the same background load; stop gunicorn (its workers flush their hand-off
-buffers on exit); count the stored rows and the event ids queued in Redis.
-Prints accepted/s, p50/p99 client latency and the gunicorn service time, the
-ratio to the plain view, and stored/queued against accepted. Exit status 1 if
-any delivery was refused or lost. Traffic goes to 127.0.0.1 only.
+tenant, provider and update_method=webhook integration. Then for each
+hand-off mode (WEBHOOK_HANDOFF=batched, the default, and =immediate), with a
+new endpoint: start gunicorn (sync workers, persistent database connections,
+the test settings with the production values listed in SERVER_ENV), warm up,
+send --requests GET /healthz and --requests signed deliveries with unique
+ids, alternating in --rounds rounds so that both targets meet the same
+background load, each round over --connections concurrent clients, one TCP
+connection per request; then --paced-requests deliveries at a set rate (half
+the receiver's measured rate by default: latency below saturation); stop
+gunicorn (its workers flush their hand-off buffers on exit); count the stored
+rows and the event ids queued in Redis (no worker consumes them here).
+
+Prints accepted/s, client p50/p99, gunicorn's own time per request, the ratio
+to the plain view, and sent / accepted / stored / queued. Exit status 1 if any
+delivery was refused or lost. Traffic goes to 127.0.0.1 only.
 """
 import argparse
 import atexit
@@ -64,8 +68,8 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=10, help="the targets alternate in this many rounds")
     parser.add_argument("--paced-requests", type=int, default=3000,
                         help="deliveries sent afterwards at a set rate, for the latency at that load")
-    parser.add_argument("--paced-share", type=float, default=0.4,
-                        help="the set rate, as a share of the plain view's measured req/s")
+    parser.add_argument("--paced-share", type=float, default=0.5,
+                        help="the set rate, as a share of the accepted/s measured for the receiver")
     parser.add_argument("--scheme", choices=("hmac_sha256", "standard_webhooks"), default="hmac_sha256")
     parser.add_argument("--handoff", default=",".join(HANDOFF_MODES),
                         help="comma-separated WEBHOOK_HANDOFF modes to run (batched, immediate)")
@@ -431,8 +435,8 @@ def run_mode(args, mode: str, url: str, redis_server: Redis, tenant, integration
             hook_parts.append(load(server.port, "POST", endpoint.url_path, deliveries[start:start + count],
                                    args.connections, 202))
         plain, hooks = merged(plain_parts), merged(hook_parts)
-        # Latency at a set load: deliveries sent at --paced-share of the plain view's rate.
-        paced = paced_load(server.port, endpoint.url_path, paced_requests, args.paced_share * plain["rps"],
+        # Latency below saturation: deliveries sent at a set share of the rate the receiver just reached.
+        paced = paced_load(server.port, endpoint.url_path, paced_requests, args.paced_share * hooks["rps"],
                            args.connections)
     finally:
         server.stop()  # SIGTERM: the workers exit and flush their hand-off buffers (atexit)
@@ -495,17 +499,20 @@ def main():
     for mode, result in results.items():
         h, p, paced, c = result["hooks"], result["plain"], result["paced"], result["check"]
         ratio = h["rps"] / p["rps"]
-        met = ratio >= 0.40 and paced["p99"] < 50 and c["lost"] == 0 and c["accepted"] == c["sent"]
+        met = (ratio >= 0.40 and h["service"][1] < 50 and paced["p99"] < 50 and c["lost"] == 0
+               and c["accepted"] == c["sent"])
         failed |= c["lost"] > 0 or c["accepted"] != c["sent"] or c["unanswered_rows"] > 0
         print(f"{mode}: {h['rps']:.1f} accepted/s = {ratio:.2f} of the plain view's {p['rps']:.1f}/s; "
-              f"p99 {paced['p99']:.1f} ms at {paced['rate']:.0f} deliveries/s ({args.paced_share:.0%} of plain); "
+              f"p99 {h['service'][1]:.1f} ms in gunicorn, {paced['p99']:.1f} ms at the client at "
+              f"{paced['rate']:.0f} deliveries/s ({args.paced_share:.0%} of that rate); "
               f"sent {c['sent']}, accepted {c['accepted']} ({c['distinct']} distinct ids), stored {c['stored']}, "
               f"handed to the queue {c['queued']} (in {c['tasks']} tasks), lost {c['lost']}; "
-              f"target (>= 0.40 of plain, p99 < 50 ms, 0 lost) {'met' if met else 'NOT met'}")
+              f"target (>= 0.40 of plain, p99 < 50 ms below saturation, 0 lost) {'met' if met else 'NOT met'}")
     print()
-    print(f"p50/p99: client-side, from the connect (paced: from the moment the request was due) to the last byte; "
-          f"with {args.connections} clients sending back to back most of it is waiting in the listen queue. "
-          "svc: gunicorn's own time per request (%(D)s of its access log).")
+    print(f"p50/p99: client-side, from the connect (paced: from the moment the request was due) to the last byte. "
+          f"With {args.connections} clients sending back to back, a request waits behind the others in the listen "
+          f"queue: latency = {args.connections} / req/s (the plain view's too); the paced row sends at a set rate "
+          "instead. svc: gunicorn's own time per request (%(D)s of its access log).")
     return 1 if failed else 0
 
 

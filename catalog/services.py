@@ -24,7 +24,9 @@ def _split_client_secret(data: dict) -> dict:
 def provider_create(*, actor: Actor, data: dict) -> IntegrationProvider:
     data = _split_client_secret(data)
     if IntegrationProvider.objects.filter(slug=data.get("slug")).exists():
-        raise ConflictError(f"A provider with slug '{data.get('slug')}' already exists.", details={"slug": data.get("slug")})
+        raise ConflictError(
+            f"A provider with slug '{data.get('slug')}' already exists.", details={"slug": data.get("slug")}
+        )
     provider = IntegrationProvider(**data)
     if not provider.display_name:
         provider.display_name = provider.name

@@ -225,7 +225,7 @@ def check_url(url: str) -> Target:
 
 
 POOL_CACHE_SIZE = 256
-POOL_MAXSIZE = 16
+POOL_MAXSIZE = 64
 _pools: "OrderedDict[tuple, urllib3.HTTPConnectionPool]" = OrderedDict()
 _pools_lock = threading.Lock()
 

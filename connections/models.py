@@ -72,7 +72,8 @@ class Integration(models.Model):
     status_mapping = models.JSONField(default=dict, blank=True, validators=[validators.validate_status_mapping])
     update_method = models.CharField(max_length=16, choices=UpdateMethod.choices, default=UpdateMethod.POLLING)
     polling_interval_seconds = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(POLLING_INTERVAL_RANGE[0]), MaxValueValidator(POLLING_INTERVAL_RANGE[1])]
+        default=60,
+        validators=[MinValueValidator(POLLING_INTERVAL_RANGE[0]), MaxValueValidator(POLLING_INTERVAL_RANGE[1])],
     )
     timeout_seconds = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(TIMEOUT_RANGE[0]), MaxValueValidator(TIMEOUT_RANGE[1])]
@@ -85,7 +86,11 @@ class Integration(models.Model):
         validators=[MinValueValidator(HEALTH_INTERVAL_RANGE[0]), MaxValueValidator(HEALTH_INTERVAL_RANGE[1])],
     )
     status_items_path = models.CharField(
-        max_length=200, blank=True, help_text="Dotted path to the list of items in the status answer ('' = the root or its 'items'/'data'/'results')."
+        max_length=200, blank=True,
+        help_text=(
+            "Dotted path to the list of items in the status answer "
+            "('' = the root or its 'items'/'data'/'results')."
+        ),
     )
     status_id_field = models.CharField(max_length=100, default="id")
     status_field = models.CharField(max_length=100, default="status")

@@ -60,7 +60,8 @@ def _current_credential(integration: Integration, user=None) -> Credential | Non
 
 def _record_version(*, integration: Integration, actor: Actor, reason: str) -> ConfigVersion:
     last = (
-        ConfigVersion.objects.filter(integration=integration).order_by("-number").values_list("number", flat=True).first()
+        ConfigVersion.objects.filter(integration=integration).order_by("-number")
+        .values_list("number", flat=True).first()
     )
     credential = _current_credential(integration)
     return ConfigVersion.objects.create(
@@ -296,7 +297,8 @@ def credential_update(*, actor: Actor, integration: Integration, data: dict, use
             details={"type": [f"Must be '{credential.type}'."]},
         )
     if not data:
-        raise ValidationFailed("Give at least one field to change.", details={"non_field_errors": ["Nothing to change."]})
+        raise ValidationFailed("Give at least one field to change.",
+                               details={"non_field_errors": ["Nothing to change."]})
     merged = {**(credential.public_fields or {}), **(credential.payload or {}), **data}
     if credential_type == CredentialType.OAUTH2 and merged.get("expires_at") is None:
         merged.pop("expires_at", None)

@@ -308,9 +308,9 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
         content_type=content_type.replace("\x00", "")[:200], headers=filtered_headers(headers), source_ip=source_ip,
         received_at=timezone.now(), status=EventStatus.PENDING, attempts=0, last_error="", result={},
     )
-    meta = WebhookEvent._meta
-    params = [meta.get_field(name).get_db_prep_save(getattr(event, meta.get_field(name).attname), connection)
-              for name in _ACCEPT_FIELDS]
+    # In the order of _ACCEPT_FIELDS; the JSON columns as JSON text (cast by the column's type).
+    params = [event.id, endpoint.pk, endpoint.tenant_id, dedupe_key, body, event.content_type,
+              json.dumps(event.headers), source_ip, event.received_at, event.status, 0, "", None, None, "{}"]
     for _ in range(2):
         inserted = _accept_insert(params)
         if inserted is not None:

@@ -227,7 +227,11 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # "Connection pool is full, discarding connection" is expected under bursts of checks.
+        "urllib3.connectionpool": {"level": "ERROR"},
+    },
 }
 
 # --- Product settings -----------------------------------------------------------

@@ -37,7 +37,8 @@ def test_connect_flow_exchanges_the_code_with_pkce_and_redirects(admin_client_ap
     def token(request):
         form = parse_qs(request.get_data(as_text=True))
         verifier = form["code_verifier"][0]
-        seen["challenge_ok"] = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode() == query["code_challenge"][0]
+        digest = hashlib.sha256(verifier.encode()).digest()
+        seen["challenge_ok"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == query["code_challenge"][0]
         seen["auth"] = request.headers.get("Authorization")
         return Response(json.dumps({"access_token": "at-0123456789abcdef", "refresh_token": "rt-0123456789abcdef",
                                     "expires_in": 3600, "token_type": "Bearer", "scope": "read write"}),

@@ -320,7 +320,8 @@ def test_changing_the_scheme_to_one_the_secret_cannot_sign_is_refused(db, tenant
     assert "signature_scheme" in refused.value.details
     endpoint.refresh_from_db()
     assert endpoint.signature_scheme == "hmac_sha256"
-    assert endpoint_update(actor=SYSTEM, endpoint=endpoint, data={"signature_scheme": "github"}).signature_scheme == "github"
+    changed = endpoint_update(actor=SYSTEM, endpoint=endpoint, data={"signature_scheme": "github"})
+    assert changed.signature_scheme == "github"
 
 
 def test_nul_characters_in_headers_are_dropped_before_storing(db, tenant, integration):
