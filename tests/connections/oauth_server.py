@@ -27,6 +27,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -407,11 +408,18 @@ def celery_broker(url: str):
             app._pool = None
         app.amqp._producer_pool = None
 
-    previous = app.conf.broker_url
+    # Celery reads the CELERY_BROKER_URL environment variable before its own setting
+    # (scripts/test.sh exports it), so both are pointed at ``url``.
+    previous, previous_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
     app.conf.broker_url = url
+    os.environ["CELERY_BROKER_URL"] = url
     reset_pools()
     try:
         yield app
     finally:
         app.conf.broker_url = previous
+        if previous_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = previous_env
         reset_pools()

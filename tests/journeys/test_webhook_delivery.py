@@ -44,6 +44,7 @@ from audit.services import SYSTEM
 from connections.models import ExternalStatus, StatusChange
 from connections.polling import statuses_store
 from tests.connections.factories import IntegrationFactory
+from tests.connections.oauth_server import celery_broker
 from webhooks import services
 from webhooks.models import WebhookEvent
 
@@ -234,26 +235,12 @@ def stack(tmp_path):
 @pytest.fixture
 def celery_on_private_redis(stack):
     """Point this process's Celery app (used by the sweep) at the private Redis, and back afterwards."""
-    from integrations_site.celery import app
-
-    def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = stack.redis_url
-    reset_pools()
-    with app.connection_for_write() as conn:
-        assert (conn.transport_cls, conn.hostname, conn.port) == ("redis", "127.0.0.1", stack.redis_port)
-    with app.producer_or_acquire() as producer:
-        assert (producer.connection.hostname, producer.connection.port) == ("127.0.0.1", stack.redis_port)
-    try:
+    with celery_broker(stack.redis_url) as app:
+        with app.connection_for_write() as conn:
+            assert (conn.transport_cls, conn.hostname, conn.port) == ("redis", "127.0.0.1", stack.redis_port)
+        with app.producer_or_acquire() as producer:
+            assert (producer.connection.hostname, producer.connection.port) == ("127.0.0.1", stack.redis_port)
         yield app
-    finally:
-        app.conf.broker_url = previous
-        reset_pools()
 
 
 # --- data -------------------------------------------------------------------------------
