@@ -5,9 +5,8 @@ lookup, signature check on the raw bytes, one INSERT committed before the
 answer, and a batched hand-off to the queue.
 """
 import logging
-import time
 
-from django.core.cache import cache
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,22 +24,6 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
     for name, value in (headers or {}).items():
         response[name] = value
     return response
-
-
-def _rate_limited(endpoint: WebhookEndpoint) -> int | None:
-    """Seconds to wait when the endpoint's per-minute budget is spent, else None."""
-    window = int(time.time() // 60)
-    key = f"webhooks:rate:{endpoint.pk}:{window}"
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.add(key, 0, timeout=90)
-        count = cache.incr(key)
-    except Exception:  # the cache being down must not refuse deliveries
-        return None
-    if count > endpoint.rate_limit_per_minute:
-        return max(1, 60 - int(time.time()) % 60)
-    return None
 
 
 def _read_body(request, limit: int) -> bytes:
@@ -63,13 +46,24 @@ def _read_body(request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _refusal(endpoint: WebhookEndpoint, headers: dict, body: bytes) -> signatures.SignatureError | None:
+    try:
+        signatures.verify(
+            endpoint.signature_scheme, secrets=endpoint.verifying_secrets(), headers=headers, body=body,
+            tolerance=endpoint.tolerance_seconds, signature_header=endpoint.signature_header,
+        )
+    except signatures.SignatureError as exc:
+        return exc
+    return None
+
+
 @csrf_exempt
 def receive(request, path: str):
     if request.method != "POST":
         response = _error(405, "METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.')
         response["Allow"] = "POST"
         return response
-    endpoint = WebhookEndpoint.objects.filter(path=path, active=True, deleted_at__isnull=True).first()
+    endpoint = services.endpoint_for_path(path)
     if endpoint is None:
         return _error(404, "NOT_FOUND", "No webhook endpoint at this path.")
 
@@ -78,7 +72,7 @@ def receive(request, path: str):
         logger.info("webhooks.event.rejected endpoint=%s reason=too_large", endpoint.pk)
         return _error(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {endpoint.max_body_bytes} bytes.")
 
-    wait = _rate_limited(endpoint)
+    wait = services.rate_limit_wait(endpoint)
     if wait is not None:
         logger.info("webhooks.event.rejected endpoint=%s reason=rate_limited", endpoint.pk)
         return _error(429, "RATE_LIMIT_EXCEEDED", "Too many deliveries to this endpoint.", {"Retry-After": str(wait)})
@@ -89,15 +83,18 @@ def receive(request, path: str):
 
     headers = {k.lower(): v for k, v in request.headers.items()}
     if endpoint.verify_signature:
-        try:
-            signatures.verify(
-                endpoint.signature_scheme, secrets=endpoint.verifying_secrets(), headers=headers, body=body,
-                tolerance=endpoint.tolerance_seconds, signature_header=endpoint.signature_header,
-            )
-        except signatures.SignatureError as exc:
+        refused = _refusal(endpoint, headers, body)
+        if refused is not None and settings.WEBHOOK_ENDPOINT_CACHE_SECONDS:
+            # The endpoint may be a cached copy from before a change made in another process
+            # (a rotated secret): check once more against the stored row before refusing.
+            endpoint = services.endpoint_for_path(path, fresh=True)
+            if endpoint is None:
+                return _error(404, "NOT_FOUND", "No webhook endpoint at this path.")
+            refused = _refusal(endpoint, headers, body)
+        if refused is not None:
             services.signature_failure_count(endpoint=endpoint)
-            logger.info("webhooks.event.rejected endpoint=%s reason=signature detail=%s", endpoint.pk, exc.reason)
-            return _error(401, "SIGNATURE_INVALID", f"The signature was refused: {exc.reason}.")
+            logger.info("webhooks.event.rejected endpoint=%s reason=signature detail=%s", endpoint.pk, refused.reason)
+            return _error(401, "SIGNATURE_INVALID", f"The signature was refused: {refused.reason}.")
     elif not body:
         return _error(400, "VALIDATION_ERROR", "The body is empty.")
 
