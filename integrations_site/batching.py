@@ -20,8 +20,11 @@ logger = logging.getLogger("integrations_site.batching")
 
 class BackgroundBatcher:
     def __init__(self, name: str, flush_fn: Callable[[list], None], interval: Callable[[], float],
-                 max_items: Callable[[], int]):
+                 max_items: Callable[[], int], writes_database: bool = True):
         self.name = name
+        # A batcher that writes to the database runs in the background only where
+        # BATCHING_BACKGROUND allows (not under the tests, whose database is per test).
+        self._writes_database = writes_database
         self._flush_fn = flush_fn
         self._interval = interval
         self._max_items = max_items
@@ -45,7 +48,7 @@ class BackgroundBatcher:
 
     def _ensure_thread(self) -> None:
         # After a fork (gunicorn, Celery prefork) the parent's thread does not exist in the child.
-        if self._alive() or not getattr(settings, "BATCHING_BACKGROUND", True):
+        if self._alive() or not self._background():
             return
         with self._lock:
             if self._alive():
@@ -64,10 +67,13 @@ class BackgroundBatcher:
         if items:
             self._flush_fn(items)
 
+    def _background(self) -> bool:
+        return not self._writes_database or getattr(settings, "BATCHING_BACKGROUND", True)
+
     def _flush_at_exit(self) -> None:
         # Without the background thread (the test settings) counts are written by explicit
         # flush() calls only: at exit the test database is already gone.
-        if getattr(settings, "BATCHING_BACKGROUND", True):
+        if self._background():
             self.flush()
 
     def _run(self) -> None:
@@ -79,4 +85,5 @@ class BackgroundBatcher:
             except Exception:  # never let the thread die
                 logger.exception("batching.flush_failed batcher=%s", self.name)
             finally:
-                connections.close_all()  # this thread's own database connections
+                if self._writes_database:
+                    connections.close_all()  # this thread's own database connections

@@ -7,12 +7,11 @@ broker is down or the process dies first, the events are still in the
 database as ``pending`` and the periodic sweep queues them: nothing accepted
 is lost. ``WEBHOOK_HANDOFF=immediate`` sends one task per event instead.
 """
-import atexit
 import logging
-import os
-import threading
 
 from django.conf import settings
+
+from integrations_site.batching import BackgroundBatcher
 
 logger = logging.getLogger("webhooks.handoff")
 
@@ -31,56 +30,16 @@ def queue_now(ids: list[str]) -> bool:
         return False
 
 
-class Buffer:
-    def __init__(self):
-        self._ids: list[str] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread = None
-        self._pid = None
-
-    def add(self, event_id: str) -> None:
-        with self._lock:
-            self._ids.append(event_id)
-            full = len(self._ids) >= settings.WEBHOOK_HANDOFF_BATCH
-        self._ensure_thread()
-        if full:
-            self._wake.set()
-
-    def _ensure_thread(self) -> None:
-        # After a fork (gunicorn workers) the parent's thread does not exist in the child.
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="webhook-handoff", daemon=True)
-            self._thread.start()
-
-    def _take(self) -> list[str]:
-        with self._lock:
-            ids, self._ids = self._ids, []
-        return ids
-
-    def flush(self) -> None:
-        ids = self._take()
-        batch = settings.WEBHOOK_HANDOFF_BATCH
-        for start in range(0, len(ids), batch):
-            queue_now(ids[start:start + batch])
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(settings.WEBHOOK_HANDOFF_INTERVAL)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # never let the thread die
-                logger.exception("webhooks.handoff.error")
+def _send_batches(ids: list[str]) -> None:
+    batch = settings.WEBHOOK_HANDOFF_BATCH
+    for start in range(0, len(ids), batch):
+        queue_now(ids[start:start + batch])
 
 
-buffer = Buffer()
-atexit.register(buffer.flush)
+buffer = BackgroundBatcher(
+    "webhook-handoff", _send_batches, interval=lambda: settings.WEBHOOK_HANDOFF_INTERVAL,
+    max_items=lambda: settings.WEBHOOK_HANDOFF_BATCH, writes_database=False,
+)
 
 
 def hand_off(event_id: str) -> None:
