@@ -5,22 +5,9 @@ import pytest
 
 from audit.models import AuditEvent
 from connections.models import Integration
+from tests.helpers import assert_envelope
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "details", "request_id"}
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    assert error["request_id"] == response["X-Request-ID"]
-    return error
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nope/", "/api/v2/integrations/", "/api/v1/integrations/x/y/z/"])

@@ -14,6 +14,7 @@ from tenants.authentication import TENANT_CLAIM
 from tenants.choices import Role
 from tenants.models import ApiKey
 from tests.conftest import make_user
+from tests.helpers import assert_error
 from tests.tenants.factories import MembershipFactory, UserFactory
 
 PASSWORD = "pass-Word-123"  # UserFactory's password
@@ -29,13 +30,6 @@ def bearer(access: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     return client
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
 
 
 # --- JWT ---------------------------------------------------------------------

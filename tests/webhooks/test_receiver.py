@@ -14,6 +14,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from audit.services import SYSTEM
+from tests.helpers import assert_envelope
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.tasks import process_webhook_events
@@ -33,13 +34,6 @@ def post(client, endpoint, body, headers=None, content_type="application/json", 
 
 def signed_post(client, endpoint, secret, body, **kwargs):
     return post(client, endpoint, body, signed_headers(endpoint.signature_scheme, secret, body, **kwargs))
-
-
-def assert_envelope(response, status, code):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"] and "details" in error and error["request_id"]
-    return error
 
 
 # --- routing ---------------------------------------------------------------------------------------------------

@@ -8,17 +8,11 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import Actor, audit_record
+from tests.helpers import assert_error
 from tests.tenants.factories import UserFactory
 
 URL = "/api/v1/audit-events/"
 ADMIN_URL = "/api/v1/admin/audit-events/"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
 
 
 def actions(response) -> list[str]:

@@ -8,16 +8,10 @@ from catalog.models import IntegrationProvider
 from connections.models import Integration
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import assert_error
 
 ADMIN_URL = "/api/v1/admin/providers/"
 CATALOG_URL = "/api/v1/catalog/"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
 
 
 @pytest.fixture

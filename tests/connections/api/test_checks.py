@@ -17,6 +17,7 @@ from connections.services import credential_set
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import assert_error
 from tests.tenants.factories import TenantFactory
 
 URL = "/api/v1/integrations/"
@@ -24,15 +25,6 @@ TA, IM, MB = Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBE
 LIST_KEYS = {"results", "total", "limit", "offset", "has_more", "next_offset"}
 TOKEN = "tok_live_far_side_secret_0001"
 API_KEY = "key_live_far_side_secret_0002"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details", "request_id"}
-    assert error["code"] == code, error
-    assert error["request_id"]
-    return error
 
 
 def action_url(integration, name: str) -> str:

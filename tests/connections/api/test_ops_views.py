@@ -13,6 +13,7 @@ from connections import services, usage
 from connections.models import ConnectionCheck, Integration, UsageDaily
 from tenants.choices import Role
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import assert_envelope
 from webhooks import services as webhook_services
 from webhooks.models import WebhookEvent
 
@@ -35,13 +36,6 @@ def fresh_minute():
     into = time.time() % 60
     if into > 50:
         time.sleep(60 - into + 0.2)
-
-
-def assert_envelope(response, status, code):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"] and error["request_id"] == response["X-Request-ID"]
-    return error
 
 
 def usage_row(integration, day: date, **counts):

@@ -11,6 +11,7 @@ from connections.models import ConfigVersion, Credential, Integration
 from tenants.choices import Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import assert_error
 
 URL = "/api/v1/integrations/"
 TA, IM, MB = Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value
@@ -19,17 +20,6 @@ LIST_KEYS = {"results", "total", "limit", "offset", "has_more", "next_offset"}
 
 def detail(integration_id) -> str:
     return f"{URL}{integration_id}/"
-
-
-def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details", "request_id"}
-    assert error["code"] == code
-    assert error["request_id"]
-    if field is not None:
-        assert field in error["details"], error
-    return error
 
 
 @pytest.fixture

@@ -12,18 +12,12 @@ from audit.services import SYSTEM
 from tenants import services
 from tenants.authentication import hash_api_key
 from tenants.models import ApiKey, Tenant
+from tests.helpers import assert_error
 from tests.tenants.factories import TenantFactory
 
 KEYS_URL = "/api/v1/api-keys/"
 TENANT_URL = "/api/v1/tenant/"
 ADMIN_TENANTS_URL = "/api/v1/admin/tenants/"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
 
 
 @pytest.fixture

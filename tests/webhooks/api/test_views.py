@@ -16,6 +16,7 @@ from audit.services import SYSTEM
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import assert_error
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
 
@@ -25,13 +26,6 @@ URL = "/api/v1/webhooks/"
 EVENTS = "/api/v1/webhook-events/"
 TA, IM, MB = Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value
 URLSAFE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["request_id"]
-    return error
 
 
 @pytest.fixture
