@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -39,10 +39,50 @@ def _flush(items: list) -> None:
             row[name] += value
         if minute is not None and deltas.get("requests"):
             minutes[(integration_id, minute)] += deltas["requests"]
-    for (integration_id, minute), count in minutes.items():
-        _count_minute(integration_id, count, minute)
-    for (integration_id, tenant_id, day), deltas in totals.items():
-        _apply(integration_id, tenant_id, day, deltas)
+    _count_minutes(minutes)
+    rows = [(key, deltas) for key, deltas in totals.items() if any(deltas.values())]
+    for start in range(0, len(rows), UPSERT_ROWS):
+        _add_all(rows[start:start + UPSERT_ROWS])
+
+
+UPSERT_ROWS = 500
+
+
+def _add_all(rows: list) -> None:
+    """Add each (integration, day)'s counts to its row, made when missing, in one statement.
+
+    A row per statement cost more than the scheduled checks that counted it.
+    Counts of integrations deleted since are dropped; should one be deleted
+    while the statement runs, the rows are written one by one.
+    """
+    ids = Integration.objects.filter(pk__in={key[0] for key, _ in rows}).values_list("pk", flat=True)
+    existing = {str(pk) for pk in ids}
+    rows = [(key, deltas) for key, deltas in rows if str(key[0]) in existing]
+    if not rows:
+        return
+    fields = [UsageDaily._meta.get_field(name) for name in ("tenant", "integration", "date", *COUNTERS, "updated_at")]
+    now = timezone.now()
+    params = []
+    for (integration_id, tenant_id, day), deltas in rows:
+        values = [tenant_id, integration_id, day, *(deltas[name] for name in COUNTERS), now]
+        params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True))
+    quote = connection.ops.quote_name
+    table = quote(UsageDaily._meta.db_table)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([placeholders] * len(rows))} "
+        f"ON CONFLICT ({quote('integration_id')}, {quote('date')}) DO UPDATE SET "
+        + ", ".join(f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in COUNTERS)
+        + f", {quote('updated_at')} = excluded.{quote('updated_at')}"
+    )
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+    except IntegrityError:
+        for (integration_id, tenant_id, day), deltas in rows:
+            _apply(integration_id, tenant_id, day, deltas)
 
 
 def _apply(integration_id, tenant_id, day, deltas: dict) -> None:
@@ -83,6 +123,24 @@ def _count_minute(integration_id, requests: int, minute: int | None = None) -> N
             cache.incr(key, requests)
     except Exception:
         logger.warning("connections.usage.cache_unavailable integration=%s", integration_id)
+
+
+def _count_minutes(counts: dict) -> None:
+    """``_count_minute`` for many (integration, minute) pairs: one round trip on Redis."""
+    client = getattr(getattr(cache, "client", None), "get_client", None)
+    if client is None:  # another cache backend: one call each
+        for (integration_id, minute), requests in counts.items():
+            _count_minute(integration_id, requests, minute)
+        return
+    try:
+        pipe = client(write=True).pipeline(transaction=False)
+        for (integration_id, minute), requests in counts.items():
+            key = cache.make_key(_minute_key(integration_id, minute))
+            pipe.incrby(key, requests)
+            pipe.expire(key, 120)
+        pipe.execute()
+    except Exception:
+        logger.warning("connections.usage.cache_unavailable integrations=%s", len(counts))
 
 
 def record(integration_id, tenant_id, *, requests: int = 0, errors: int = 0, webhooks: int = 0, tokens: int = 0,
@@ -217,20 +275,42 @@ class LimitRefused(http.OutboundError):
 def metered_request(integration: Integration, method: str, url: str, *, headers: dict, body: bytes | None = None,
                     retries: int | None = None) -> http.OutboundResponse:
     """The outbound client, after the integration's limits, counting what the call used."""
-    problem = limit_problem(integration)
-    if problem is not None:
-        audit_refusal_once(integration, *problem)
-        raise LimitRefused(problem[1])
-    enforce = integration.limit_requests_per_minute is not None
-    try:
-        response = http.request(
-            method, url, headers=headers, body=body, timeout=integration.timeout_seconds,
-            retries=integration.retry_count if retries is None else retries,
-        )
-    except http.OutboundError:
-        record(integration.pk, integration.tenant_id, requests=1, errors=1, enforce_rate=enforce)
-        raise
-    tokens, cost = reported_usage(integration, response.headers)
-    record(integration.pk, integration.tenant_id, requests=response.attempts,
-           errors=int(response.status_code >= 400), tokens=tokens, cost=cost, enforce_rate=enforce)
-    return response
+    call = {"method": method, "url": url, "headers": headers, "body": body}
+    if retries is not None:
+        call["retries"] = retries
+    outcome = metered_many([(integration, call)])[0]
+    if isinstance(outcome, http.OutboundError):
+        raise outcome
+    return outcome
+
+
+def metered_many(calls: list[tuple[Integration, dict]], *, concurrency: int = 1, process_wide: bool = False) -> list:
+    """Several metered requests sent at once (``http.request_many``).
+
+    ``calls`` pairs an integration with keyword arguments of ``http.request``
+    (its timeout and retry count apply unless given). The answer is, in order,
+    each call's response or the OutboundError it raised; a call past a hard
+    limit is refused with LimitRefused before anything is sent. ``concurrency``
+    and ``process_wide`` are those of ``http.request_many``.
+    """
+    outcomes, sent, requests = [None] * len(calls), [], []
+    for index, (integration, call) in enumerate(calls):
+        problem = limit_problem(integration)
+        if problem is not None:
+            audit_refusal_once(integration, *problem)
+            outcomes[index] = LimitRefused(problem[1])
+            continue
+        sent.append(index)
+        requests.append({"timeout": integration.timeout_seconds, "retries": integration.retry_count, **call})
+    answers = http.request_many(requests, concurrency=concurrency, process_wide=process_wide)
+    for index, outcome in zip(sent, answers, strict=True):
+        integration = calls[index][0]
+        enforce = integration.limit_requests_per_minute is not None
+        if isinstance(outcome, http.OutboundError):
+            record(integration.pk, integration.tenant_id, requests=1, errors=1, enforce_rate=enforce)
+        else:
+            tokens, cost = reported_usage(integration, outcome.headers)
+            record(integration.pk, integration.tenant_id, requests=outcome.attempts,
+                   errors=int(outcome.status_code >= 400), tokens=tokens, cost=cost, enforce_rate=enforce)
+        outcomes[index] = outcome
+    return outcomes

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections import checks, usage
-from connections.models import UsageDaily
+from connections.models import Integration, UsageDaily
 from tests.connections.factories import IntegrationFactory
 
 
@@ -79,7 +79,7 @@ def test_record_makes_no_database_query_and_flush_writes_one_summed_row(
     }]
 
 
-def test_flush_adds_to_the_day_row_with_one_update_per_integration(tenant, provider, integration):
+def test_flush_adds_to_the_day_rows_of_every_integration_in_one_statement(tenant, provider, integration):
     other = make(tenant, provider, name="Other")
     for target in (integration, other):
         usage.record(target.pk, tenant.pk, requests=1)
@@ -87,13 +87,26 @@ def test_flush_adds_to_the_day_row_with_one_update_per_integration(tenant, provi
 
     for _ in range(40):
         usage.record(integration.pk, tenant.pk, requests=2, tokens=5)
-        usage.record(other.pk, tenant.pk, requests=1)
+        usage.record(other.pk, tenant.pk, requests=1, cost=Decimal("0.25"))
     with CaptureQueriesContext(connection) as queries:
         usage.flush()
-    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    assert statements == ["UPDATE", "UPDATE"]
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].upper().startswith(("INSERT", "UPDATE"))]
+    assert len(writes) == 1 and "ON CONFLICT" in writes[0]
     assert rows(integration)[0]["requests"] == 81 and rows(integration)[0]["tokens"] == 200
-    assert rows(other)[0]["requests"] == 41
+    assert rows(other)[0]["requests"] == 41 and rows(other)[0]["cost"] == Decimal("10")
+
+
+def test_a_flush_that_meets_a_deleted_integration_still_counts_the_others(tenant, provider, integration):
+    gone = make(tenant, provider, name="Gone")
+    gone_id = gone.pk
+    usage.record(integration.pk, tenant.pk, requests=3)
+    usage.record(gone_id, tenant.pk, requests=2)
+    Integration.objects.filter(pk=gone_id).delete()
+
+    usage.flush()
+
+    assert rows(integration)[0]["requests"] == 3
+    assert not UsageDaily.objects.filter(integration_id=gone_id).exists()
 
 
 def test_flush_with_nothing_counted_writes_nothing(db, django_assert_num_queries):
