@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM, Actor, audit_record
+from integrations_site import bulk
 
 from . import adapters, http, usage
 from .choices import CheckError, CheckKind, CheckState, CredentialStatus, HealthState, IntegrationStatus
@@ -255,39 +256,9 @@ def _transition_event(integration: Integration, transition: tuple, actor: Actor)
     )
 
 
-def _uuid_text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _datetime_text(value) -> str | None:
-    """As DateTimeField stores it: a naive value is in the current time zone."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else timezone.make_aware(value)).isoformat()
-
-
 @memoize
-def _check_columns() -> tuple[tuple, tuple, tuple]:
-    """ConnectionCheck's columns and attnames, in the model's order, and (position, to JSON) of the
-    values JSON cannot hold as they are."""
-    fields = ConnectionCheck._meta.concrete_fields
-    to_json = {"UUIDField": _uuid_text, "DateTimeField": _datetime_text}
-    kinds = [(f.target_field if f.is_relation else f).get_internal_type() for f in fields]
-    return (
-        tuple(f.column for f in fields), tuple(f.attname for f in fields),
-        tuple((k, to_json[kind]) for k, kind in enumerate(kinds) if kind in to_json),
-    )
-
-
-@memoize
-def _checks_insert_sql() -> str:
-    """``INSERT … SELECT`` of many checks from one parameter: the rows as a JSON array of objects."""
-    table, quote = ConnectionCheck._meta.db_table, connection.ops.quote_name
-    columns = ", ".join(quote(column) for column in _check_columns()[0])
-    return (
-        f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} "
-        f"FROM jsonb_populate_recordset(NULL::{quote(table)}, %s::jsonb)"
-    )
+def _check_attnames() -> tuple:
+    return tuple(f.attname for f in ConnectionCheck._meta.concrete_fields)
 
 
 def _new_check(integration: Integration, kind: str, requested_by: str, result: ProbeResult) -> ConnectionCheck:
@@ -298,68 +269,9 @@ def _new_check(integration: Integration, kind: str, requested_by: str, result: P
         "created_at": timezone.now(), **_check_fields(result),
     }
     # Positional, as the ORM builds rows it reads: half the CPU of keyword arguments.
-    check = ConnectionCheck(*[values[attname] for attname in _check_columns()[1]])
+    check = ConnectionCheck(*[values[attname] for attname in _check_attnames()])
     ConnectionCheck.integration.field.set_cached_value(check, integration)
     return check
-
-
-def _checks_create(checks: list[ConnectionCheck]) -> None:
-    """Insert new checks in one statement.
-
-    bulk_create prepares and quotes every field of every row in Python (the
-    cursor binds client-side): about 40 % of checks_record's CPU. Here the
-    rows go as one JSON parameter, ``sample`` serialised as JSONField does;
-    PostgreSQL casts each value to its column's type.
-    """
-    if connection.vendor != "postgresql":
-        ConnectionCheck.objects.bulk_create(checks)
-        return
-    (columns, attnames, conversions), alias = _check_columns(), connection.alias
-    rows = []
-    for check in checks:
-        values = vars(check)  # every column is set (_new_check): no descriptor per field
-        row = [values[attname] for attname in attnames]
-        for k, to_json in conversions:
-            row[k] = to_json(row[k])
-        rows.append(dict(zip(columns, row, strict=True)))
-    with connection.cursor() as cursor:
-        cursor.execute(_checks_insert_sql(), [json.dumps(rows)])
-    for check in checks:
-        check._state.adding, check._state.db = False, alias
-
-
-def _pg_array(ids) -> str:
-    """An array literal: one string to quote, where a list parameter is dumped and quoted item by item."""
-    return "{" + ",".join(map(str, ids)) + "}"
-
-
-def _fetch(model, attnames, where: str, params: list, annotation: tuple[str, str] | None = None) -> list:
-    """Rows as ``.only(*attnames)`` loads them, from ``SELECT … WHERE {where}`` written by hand (PostgreSQL).
-
-    Half the CPU of the ORM's query: building and compiling it, and its
-    per-row work, cost as much as the rest. ``annotation`` is (attribute, SQL
-    expression): one more column, set on each row as ``.annotate()`` would.
-    """
-    fields = [f for f in model._meta.concrete_fields if f.attname in attnames]
-    names, quote, alias = frozenset(f.attname for f in fields), connection.ops.quote_name, connection.alias
-    converters = [
-        (k, convert, f.cached_col) for k, f in enumerate(fields)
-        for convert in connection.ops.get_db_converters(f.cached_col) + f.cached_col.get_db_converters(connection)
-    ]
-    columns = ", ".join(quote(f.column) for f in fields) + (f", {annotation[1]}" if annotation else "")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE {where}", params)
-        rows = cursor.fetchall()
-    objects = []
-    for row in rows:
-        values = list(row[:len(fields)])
-        for k, convert, col in converters:
-            values[k] = convert(values[k], col, connection)
-        obj = model.from_db(alias, names, values)
-        if annotation:
-            setattr(obj, annotation[0], row[-1])
-        objects.append(obj)
-    return objects
 
 
 def _locked_integrations(ids: list) -> dict:
@@ -370,7 +282,9 @@ def _locked_integrations(ids: list) -> dict:
     if connection.vendor != "postgresql":
         return {i.pk: i for i in Integration.objects.select_for_update(of=("self",)).only(*fields).filter(pk__in=ids)}
     # Locked in the order the ORM's query locks them (the model's ordering).
-    rows = _fetch(Integration, fields, "id = ANY(%s::uuid[]) ORDER BY created_at DESC FOR UPDATE", [_pg_array(ids)])
+    rows = bulk.fetch(
+        Integration, fields, "id = ANY(%s::uuid[]) ORDER BY created_at DESC FOR UPDATE", [bulk.pg_array(ids)]
+    )
     return {i.pk: i for i in rows}
 
 
@@ -384,8 +298,10 @@ def _tenant_credentials(ids: list) -> dict:
             .annotate(payload_present=ExpressionWrapper(Q(payload__isnull=False), output_field=BooleanField()))
         )
     else:
-        rows = _fetch(Credential, fields, "integration_id = ANY(%s::uuid[]) AND user_id IS NULL", [_pg_array(ids)],
-                      annotation=("payload_present", "payload IS NOT NULL"))
+        rows = bulk.fetch(
+            Credential, fields, "integration_id = ANY(%s::uuid[]) AND user_id IS NULL", [bulk.pg_array(ids)],
+            annotation=("payload_present", "payload IS NOT NULL"),
+        )
     return {c.integration_id: c for c in rows}
 
 
@@ -400,22 +316,6 @@ def _group_key(values: dict) -> tuple:
         (f, json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict) else value)
         for f, value in values.items()
     )
-
-
-def _update(model, pks: list, values: dict) -> None:
-    """``model.objects.filter(pk__in=pks).update(**values)``, hand-written on PostgreSQL (see _fetch)."""
-    if connection.vendor != "postgresql":
-        model.objects.filter(pk__in=pks).update(**values)
-        return
-    meta, quote = model._meta, connection.ops.quote_name
-    fields = [meta.get_field(name) for name in values]
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {assignments} "
-            f"WHERE {quote(meta.pk.column)} = ANY(%s::{meta.pk.db_type(connection)}[])",
-            [*(f.get_db_prep_save(values[f.name], connection) for f in fields), _pg_array(pks)],
-        )
 
 
 @transaction.atomic
@@ -471,13 +371,12 @@ def checks_record(
             if values:
                 groups.setdefault(_group_key(values), (values, []))[1].append(obj.pk)
         for values, pks in groups.values():
-            _update(model, pks, values)
-    if created:
-        _checks_create(created)
+            bulk.update(model, pks, values)
+    # bulk.insert: bulk_create's per-value work in Python cost more than the rest of checks_record.
+    bulk.insert(created)
     for row in rows:
         row.save()
-    if events:
-        AuditEvent.objects.bulk_create(events)
+    bulk.insert(events)
     return created + rows
 
 
@@ -579,14 +478,23 @@ def health_checks_run(*, integration_ids: list) -> int:
     """Scheduled checks for many integrations: probes run concurrently, results are written in bulk."""
     from catalog.models import IntegrationProvider
 
-    integrations = list(
-        Integration.objects.live().exclude(status=IntegrationStatus.DISABLED).filter(pk__in=integration_ids)
-        .only(*PROBE_FIELDS)
-    )
+    if connection.vendor == "postgresql":
+        integrations = bulk.fetch(
+            Integration, PROBE_FIELDS, "id = ANY(%s::uuid[]) AND deleted_at IS NULL AND status <> %s",
+            [bulk.pg_array(integration_ids), IntegrationStatus.DISABLED],
+        )
+    else:
+        integrations = list(
+            Integration.objects.live().exclude(status=IntegrationStatus.DISABLED).filter(pk__in=integration_ids)
+            .only(*PROBE_FIELDS)
+        )
     if not integrations:
         return 0
-    # One provider object per provider, not per row (select_related builds one per row).
-    providers = IntegrationProvider.objects.in_bulk({i.provider_id for i in integrations})
+    # One provider object per provider, not per row (select_related builds one per row), with what
+    # a probe reads of it.
+    providers = IntegrationProvider.objects.only("id", "auth_type", "credential_fields").in_bulk(
+        {i.provider_id for i in integrations}
+    )
     for integration in integrations:
         integration.provider = providers[integration.provider_id]
     credentials = {

@@ -16,7 +16,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.models import AuditEvent
 from connections import usage
-from integrations_site import crypto
+from integrations_site import bulk, crypto
 from tenants.authentication import TENANT_CLAIM
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
@@ -92,8 +92,18 @@ def secret_guard(monkeypatch):
                 assert not leaked_into(event), f"a stored secret went into the audit event {event.action}"
         return original_bulk(self, objs, *args, **kwargs)
 
+    original_insert = bulk.insert
+
+    def checked_insert(objs):
+        objs = list(objs)
+        for event in objs:
+            if isinstance(event, AuditEvent):
+                assert not leaked_into(event), f"a stored secret went into the audit event {event.action}"
+        return original_insert(objs)
+
     monkeypatch.setattr(AuditEvent, "save", checked_save)
     monkeypatch.setattr(QuerySet, "bulk_create", checked_bulk_create)
+    monkeypatch.setattr(bulk, "insert", checked_insert)
 
     # Log lines at every level: a handler sees each record; other handlers keep their levels.
     guard = _SecretLogGuard()

@@ -36,3 +36,14 @@ def test_the_response_guard_refuses_a_page_holding_an_encrypted_value(client, mo
                             {**data, "x": "healthz-will-not-say-this"}, **kw))
     with pytest.raises(AssertionError, match="stored secret"):
         client.get("/healthz")
+
+
+def test_the_audit_guard_refuses_a_bulk_inserted_event_holding_an_encrypted_value(db, tenant):
+    from audit.models import AuditEvent
+    from integrations_site import bulk
+
+    crypto.encrypt_str("bulk-guarded-secret-789")
+    event = AuditEvent(tenant=tenant, actor="system", action="test.leak", changes={"x": "bulk-guarded-secret-789"})
+    with pytest.raises(AssertionError, match="audit event"):
+        bulk.insert([event])
+    assert not AuditEvent.objects.filter(action="test.leak").exists()

@@ -1,0 +1,44 @@
+"""Celery workers keep database connections the way web processes do (CONN_MAX_AGE), not one per task."""
+import time
+from types import SimpleNamespace
+
+from celery.signals import task_postrun, task_prerun
+from django.db import connection
+
+from integrations_site.celery import app
+
+
+class Task:
+    """What the signal handlers read of a task."""
+
+    def __init__(self, eager: bool):
+        self.request = SimpleNamespace(is_eager=eager)
+
+
+def task(eager: bool) -> Task:
+    return Task(eager)
+
+
+def test_celery_is_told_to_leave_connections_to_conn_max_age():
+    assert app.conf.get("CELERY_DB_REUSE_MAX") >= 1000
+
+
+def test_a_task_boundary_keeps_a_connection_until_its_max_age(transactional_db):
+    connection.ensure_connection()
+    raw = connection.connection
+    connection.close_at = time.monotonic() + 60
+    task_prerun.send(sender=task(eager=False))
+    task_postrun.send(sender=task(eager=False))
+    assert connection.connection is raw
+
+    connection.close_at = time.monotonic() - 1
+    task_postrun.send(sender=task(eager=False))
+    assert connection.connection is None
+
+
+def test_an_eager_task_leaves_its_callers_connection_alone(transactional_db):
+    connection.ensure_connection()
+    raw = connection.connection
+    connection.close_at = time.monotonic() - 1
+    task_postrun.send(sender=task(eager=True))
+    assert connection.connection is raw
