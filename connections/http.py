@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import re
+import select
 import socket
 import ssl
 import threading
@@ -281,19 +282,30 @@ def _pool_key(target: Target) -> tuple:
 
 
 async def _idle_connection(target: Target):
-    """A kept-alive connection to ``target`` the server has not closed, or None."""
+    """A kept-alive connection to ``target`` that can carry a request, or None."""
     idle = _idle_pools().get(_pool_key(target))
-    if not idle:
-        return None
-    await asyncio.sleep(0)  # one loop pass: a peer's close that arrived meanwhile is seen below
     now = time.monotonic()
     while idle:
         reader, writer, since = idle.pop()
-        if reader.at_eof() or writer.is_closing() or now - since > POOL_IDLE_SECONDS:
+        if now - since > POOL_IDLE_SECONDS or _dropped(reader, writer):
             writer.transport.abort()
             continue
         return reader, writer
     return None
+
+
+def _dropped(reader, writer) -> bool:
+    """Whether an idle connection was closed by the server or holds bytes nobody asked for (a
+    408 before closing, say): either would be read as the next request's answer. Such bytes wait
+    in the socket, or in the stream's buffer when the loop ran meanwhile."""
+    if writer.is_closing() or reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+        return True
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _keep(target: Target, reader, writer) -> None:
@@ -396,24 +408,33 @@ class _Body:
             zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
             else zlib.decompressobj() if encoding == "deflate" else None
         )
-        self.raw_deflate = encoding == "deflate"
+        # "deflate" is zlib-wrapped or, from some servers, raw: its first two bytes tell which.
+        self.deflate_head = b"" if encoding == "deflate" else None
 
     def add(self, data: bytes) -> None:
         if self.decoder is None:
             return self._keep(data)
         try:
-            while data:
+            if self.deflate_head is not None:
+                self.deflate_head += data
                 try:
-                    out = self.decoder.decompress(data, self.max_bytes + 1 - self.total)
-                except zlib.error:
-                    if not (self.raw_deflate and self.total == 0):
-                        raise
-                    self.decoder, self.raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False  # raw deflate
-                    continue
-                self._keep(out)
-                data = self.decoder.unconsumed_tail
+                    self._decode(data)
+                except zlib.error:  # not a zlib header: raw deflate, from the first byte again
+                    self.decoder, data = zlib.decompressobj(-zlib.MAX_WBITS), self.deflate_head
+                    self.deflate_head, self.total, self.chunks = None, 0, []
+                    self._decode(data)
+                    return
+                if len(self.deflate_head) >= 2:
+                    self.deflate_head = None
+                return
+            self._decode(data)
         except zlib.error:
             raise OutboundError("The response body could not be decoded.") from None
+
+    def _decode(self, data: bytes) -> None:
+        while data:
+            self._keep(self.decoder.decompress(data, self.max_bytes + 1 - self.total))
+            data = self.decoder.unconsumed_tail
 
     def _keep(self, data: bytes) -> None:
         self.total += len(data)

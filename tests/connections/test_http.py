@@ -521,12 +521,32 @@ def test_max_bytes_can_be_lowered(allow_local, httpserver):
     assert http.request("GET", httpserver.url_for("/c"), max_bytes=100).body == b"x" * 100
 
 
+SLOW_HANDLERS_RUNNING = threading.Semaphore(0)
+SLOW_HANDLERS_STARTED: list = []
+
+
 def slow_handler(seconds):
+    """Answers after ``seconds``; the test's end waits for it (see ``settle_slow_handlers``)."""
     def handler(request):
-        time.sleep(seconds)
-        return Response("late")
+        SLOW_HANDLERS_STARTED.append(seconds)
+        try:
+            time.sleep(seconds)
+            return Response("late")
+        finally:
+            SLOW_HANDLERS_RUNNING.release()
 
     return handler
+
+
+@pytest.fixture(autouse=True)
+def settle_slow_handlers(request):
+    """A slow answer still being written when its test ends would land in the next test's server log."""
+    if "httpserver" in request.fixturenames:
+        request.getfixturevalue("httpserver")  # so that this waits before the server's log is cleared
+    yield
+    while SLOW_HANDLERS_STARTED:
+        SLOW_HANDLERS_STARTED.pop()
+        assert SLOW_HANDLERS_RUNNING.acquire(timeout=5)
 
 
 def test_a_slow_answer_times_out(allow_local, httpserver):
