@@ -3,7 +3,7 @@
 
     DATABASE_URL=postgres://ih:ih@127.0.0.1:55432/ih REDIS_URL=redis://127.0.0.1:56379/0 \
         .venv/bin/python bench/health_checks.py [--n 2000 --latency-ms 50 --pool threads --concurrency 4 \
-        --check-concurrency 8 --chunk 50 --worker-processes 2 --claim-rows 10000 --db ih_bench_health \
+        --check-concurrency 16 --chunk 32 --worker-processes 2 --claim-rows 10000 --db ih_bench_health \
         --layouts "prefork:2:50:50,threads:4:16:50"]
 
 Steps: create (if missing) and migrate a separate database (--db, on the
@@ -50,8 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the local server's answer time")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
     parser.add_argument("--concurrency", type=int, default=4, help="worker pool size (per worker process)")
-    parser.add_argument("--check-concurrency", type=int, default=8, help="HEALTH_CHECK_CONCURRENCY")
-    parser.add_argument("--chunk", type=int, default=50, help="HEALTH_TASK_CHUNK")
+    parser.add_argument("--check-concurrency", type=int, default=16, help="HEALTH_CHECK_CONCURRENCY (per process)")
+    parser.add_argument("--chunk", type=int, default=32, help="HEALTH_TASK_CHUNK")
     parser.add_argument("--worker-processes", type=int, default=2, help="separate `celery worker` processes")
     parser.add_argument(
         "--layouts", default="",
@@ -88,12 +88,21 @@ class Layout:
     def in_flight(self, n: int) -> int:
         """Probes that can wait on the server at once.
 
-        Each worker process sends its probes through one event loop that lets
-        HEALTH_CHECK_CONCURRENCY of them be in flight, whatever the number of
-        tasks running in it; no more than its running tasks hold (pool size x
-        chunk), and no more than there are integrations.
+        Each process that runs tasks sends its probes through one event loop
+        that lets HEALTH_CHECK_CONCURRENCY of them be in flight, whatever the
+        number of tasks running in it, but no more than its running tasks hold
+        (tasks x chunk); and no more than there are integrations. A threads (or
+        solo) worker is one such process running pool-size tasks; a prefork
+        worker has pool-size child processes running one task each.
         """
-        return min(n, self.processes * min(self.check_concurrency, self.concurrency * self.chunk))
+        return min(n, self.loops() * self.per_loop())
+
+    def loops(self) -> int:
+        return self.processes * (self.concurrency if self.pool == "prefork" else 1)
+
+    def per_loop(self) -> int:
+        tasks = 1 if self.pool == "prefork" else self.concurrency
+        return min(self.check_concurrency, tasks * self.chunk)
 
 
 # --- the local API: an asyncio server in its own process --------------------------
@@ -441,10 +450,10 @@ def main():
 
 def print_layout(r: dict, args) -> None:
     layout = r["layout"]
-    per_process = min(layout.check_concurrency, layout.concurrency * layout.chunk)
+    tasks = 1 if layout.pool == "prefork" else layout.concurrency
     print(f"\nlayout: {layout}")
-    print(f"  ceiling = processes {layout.processes} x probes in flight per process {per_process} "
-          f"(min(HEALTH_CHECK_CONCURRENCY {layout.check_concurrency}, pool {layout.concurrency} x chunk "
+    print(f"  ceiling = processes running tasks {layout.loops()} x probes in flight per process "
+          f"{layout.per_loop()} (min(HEALTH_CHECK_CONCURRENCY {layout.check_concurrency}, tasks {tasks} x chunk "
           f"{layout.chunk})) / {args.latency_ms / 1000:.3f} s = {r['ceiling']:.0f} checks/s")
     print(f"  persisted {r['done']}/{args.n} (failed {r['failed']}) in {r['wall']:.2f} s -> {r['rate']:.0f} checks/s,"
           f" {r['rate'] / r['ceiling']:.0%} of the ceiling")
