@@ -20,6 +20,10 @@ Guarantees, for every request and every redirect hop:
 ``OUTBOUND_ALLOWED_HOSTS`` (host names, IPs or CIDRs) lets named private
 hosts through, for on-premise APIs, the demo and the tests.
 
+``request`` sends one request; ``request_many`` sends many at once on one
+event loop (scheduled health checks), optionally under one limit for the
+whole process. Connections are kept alive per checked address.
+
 Errors never carry header values, so no secret reaches a message or a log.
 """
 import asyncio
