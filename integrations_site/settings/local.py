@@ -6,6 +6,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
 (BASE_DIR / "var" / "broker" / "out").mkdir(parents=True, exist_ok=True)
 (BASE_DIR / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+(BASE_DIR / "var" / "broker" / "control").mkdir(parents=True, exist_ok=True)
 
 # Without Redis, a file cache shared by the web server and the worker (rate limits, usage counters).
 if not env("REDIS_URL", default=""):
