@@ -285,7 +285,7 @@ def _pool_key(target: Target) -> tuple:
     return (target.scheme, target.address, target.port, target.host)
 
 
-async def _idle_connection(target: Target):
+def _idle_connection(target: Target):
     """A kept-alive connection to ``target`` that can carry a request, or None."""
     idle = _idle_pools().get(_pool_key(target))
     now = time.monotonic()
@@ -514,7 +514,7 @@ async def _send_once(method, target: Target, headers, body, connect_timeout, rea
     # request gets one more try on a fresh connection.
     idempotent = method in ("GET", "HEAD", "OPTIONS")
     while True:
-        connection = await _idle_connection(target)
+        connection = _idle_connection(target)
         reused = connection is not None
         reader, writer = connection or await _connect(target, connect_timeout)
         try:
