@@ -1,13 +1,12 @@
-import json
-
 from django.contrib import admin
-from django.utils.html import format_html
+
+from integrations_site.admin import ReadOnlyAdmin, json_block
 
 from .models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail: readable by staff, never written or removed from the admin."""
 
     list_display = ("created_at", "actor", "action", "target_type", "target_repr", "outcome", "tenant", "request_id")
@@ -27,13 +26,4 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="changes (secret values redacted)")
     def changes_display(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, sort_keys=True, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return json_block(obj.changes)

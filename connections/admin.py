@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from integrations_site.admin import ServiceAdminMixin, adopt, error_message, staff_actor
+from integrations_site.admin import ReadOnlyAdmin, ServiceAdminMixin, adopt, error_message, staff_actor
 from integrations_site.api.errors import ApiError
 from tenants.choices import plan_rank
 
@@ -414,19 +414,6 @@ class CredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
             except ApiError as exc:
                 self.message_user(request, f"{credential.integration}: {error_message(exc)}", messages.WARNING)
         self.message_user(request, f"Erased {erased} credential(s).", messages.SUCCESS)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the services and tasks: staff read them, never edit them."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ConfigVersion)

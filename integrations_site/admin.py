@@ -3,8 +3,11 @@
 Staff changes go through the same services as the API, so they are validated
 and audited the same way; these helpers keep each admin class thin.
 """
+import json
+
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.utils.html import format_html
 
 from audit.services import Actor
 from integrations_site.api.errors import ApiError
@@ -33,6 +36,24 @@ def adopt(obj, saved) -> None:
     obj.refresh_from_db()
     obj._state.adding = False
     obj._state.db = saved._state.db
+
+
+def json_block(value) -> str:
+    """``value`` as indented JSON in a <pre> block, escaped."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the services and tasks: staff read them, never add, edit or delete them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class ServiceAdminMixin:

@@ -5,7 +5,15 @@ from django.contrib import admin
 from django.db.models.functions import Length
 from django.utils.html import format_html
 
-from integrations_site.admin import SecretOnceAddMixin, ServiceAdminMixin, adopt, secret_once_response, staff_actor
+from integrations_site.admin import (
+    ReadOnlyAdmin,
+    SecretOnceAddMixin,
+    ServiceAdminMixin,
+    adopt,
+    json_block,
+    secret_once_response,
+    staff_actor,
+)
 
 from . import services
 from .models import WebhookEndpoint, WebhookEvent
@@ -92,7 +100,7 @@ class WebhookEndpointAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdm
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class WebhookEventAdmin(ServiceAdminMixin, ReadOnlyAdmin):
     list_display = ("received_at", "endpoint", "tenant", "status", "attempts", "size", "dedupe_key", "processed_at")
     list_filter = ("status", "endpoint", "tenant", "received_at")
     search_fields = ("id", "dedupe_key", "endpoint__name", "endpoint__path")
@@ -120,27 +128,17 @@ class WebhookEventAdmin(ServiceAdminMixin, admin.ModelAdmin):
         except UnicodeDecodeError:
             return format_html("<i>{} bytes, not UTF-8</i>", len(raw))
         try:
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True)
+            return json_block(json.loads(text))
         except ValueError:
-            pass
-        return format_html("<pre>{}</pre>", text)
+            return format_html("<pre>{}</pre>", text)
 
     @admin.display(description="headers (Authorization and cookies are never stored)")
     def headers_display(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.headers, indent=2, sort_keys=True))
+        return json_block(obj.headers)
 
     @admin.display(description="result")
     def result_display(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2, sort_keys=True, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return json_block(obj.result)
 
     @admin.action(description="Replay selected events", permissions=["view"])
     def replay(self, request, queryset):
