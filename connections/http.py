@@ -639,25 +639,9 @@ def _same_origin(origin: Target, url: str) -> bool:
     return (origin.scheme, origin.port, parts.scheme, port) == ("http", 80, "https", 443)
 
 
-def request(
-    method: str,
-    url: str,
-    *,
-    headers: dict | None = None,
-    body: bytes | None = None,
-    timeout: float = 10.0,
-    retries: int = 0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    sleep: Callable[[float], None] | None = None,
-) -> OutboundResponse:
-    """Send one request through every rule above; see the module docstring.
-
-    Returns the final response, whatever its status; raises OutboundError
-    (UrlNotAllowed, OutboundTimeout, ResponseTooLarge) when there is none.
-    ``sleep`` (tests) replaces the wait between retries.
-    """
-    return run(arequest(method, url, headers=headers, body=body, timeout=timeout, retries=retries,
-                        max_bytes=max_bytes, sleep=sleep))
+def request(method: str, url: str, **options) -> OutboundResponse:
+    """Send one request from synchronous code; ``options`` and the answer are those of ``arequest``."""
+    return run(arequest(method, url, **options))
 
 
 def request_many(calls: list[dict], *, concurrency: int, process_wide: bool = False) -> list:
@@ -719,8 +703,13 @@ async def arequest(
     max_bytes: int = DEFAULT_MAX_BYTES,
     sleep: Callable[[float], None] | None = None,
 ) -> OutboundResponse:
-    """``request`` on the running event loop. An OutboundError it raises carries
-    ``started_at`` (epoch seconds) and ``elapsed_ms`` like a response."""
+    """Send one request through every rule above; see the module docstring.
+
+    Returns the final response, whatever its status; raises OutboundError
+    (UrlNotAllowed, OutboundTimeout, ResponseTooLarge) when there is none,
+    carrying ``started_at`` (epoch seconds) and ``elapsed_ms`` like a response.
+    ``sleep`` (tests) replaces the wait between retries.
+    """
     started_at, started = time.time(), time.monotonic()
     try:
         headers = _clean_headers(headers or {})
