@@ -1,4 +1,9 @@
-"""Assertions shared by the API tests."""
+"""Assertions and test doubles shared by the tests."""
+import json
+import logging
+
+from integrations_site.api.middleware import RequestIdLogFilter
+from integrations_site.logs import JsonFormatter
 
 
 def assert_envelope(response, status: int, code: str, field: str | None = None) -> dict:
@@ -22,3 +27,19 @@ def assert_envelope(response, status: int, code: str, field: str | None = None) 
 
 
 assert_error = assert_envelope
+
+
+class JsonLines(logging.Handler):
+    """Formats each record as it is emitted (inside the request, where the request id lives)."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.addFilter(RequestIdLogFilter())
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+    def objects(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]

@@ -7,24 +7,9 @@ import logging
 import pytest
 from django.utils.module_loading import import_string
 
-from integrations_site.api.middleware import RequestIdLogFilter, request_id_var
+from integrations_site.api.middleware import request_id_var
 from integrations_site.logs import JsonFormatter
-
-
-class JsonLines(logging.Handler):
-    """Formats each record as it is emitted (inside the request, where the request id lives)."""
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.addFilter(RequestIdLogFilter())
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(self.format(record))
-
-    def objects(self) -> list[dict]:
-        return [json.loads(line) for line in self.lines]
+from tests.helpers import JsonLines
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from audit.models import AuditEvent
 from connections import usage
 from connections.models import ConnectionCheck, Credential, Integration, UsageDaily
-from integrations_site.api.middleware import RequestIdLogFilter
-from integrations_site.logs import JsonFormatter
 from tenants.choices import Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
 from tests.connections.oauth_server import CLIENT_SECRET, OAuthServer, celery_broker, connect
+from tests.helpers import JsonLines
 from tests.webhooks.signing import signed_headers
 from webhooks import services as webhook_services
 from webhooks.models import WebhookEndpoint, WebhookEvent
@@ -42,17 +41,6 @@ class Journey:
     endpoint: WebhookEndpoint
     secrets: set = field(default_factory=set)
     test_answers: list = field(default_factory=list)
-
-
-class JsonLines(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.addFilter(RequestIdLogFilter())
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(self.format(record))
 
 
 @pytest.fixture
@@ -228,7 +216,7 @@ def test_no_secret_reaches_any_log_line_of_the_journey(json_lines, caplog, clien
     journey = request.getfixturevalue("journey")
     lines = json_lines.lines
     assert lines, "the journey logged nothing at all"
-    objects = [json.loads(line) for line in lines]  # every line is one JSON object
+    objects = json_lines.objects()  # every line is one JSON object
     events = {o["event"] for o in objects}
     assert "connections.oauth.refreshed" in events and "connections.oauth.refresh_failed" in events
     refreshed = next(o for o in objects if o["event"] == "connections.oauth.refreshed")
