@@ -4,7 +4,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -20,23 +20,10 @@ from tenants.services import api_key_create
 from tests.catalog.factories import ProviderFactory
 from tests.conftest import make_user
 from tests.connections.factories import IntegrationFactory
-from tests.tenants.factories import UserFactory
 
 CLIENT_SECRET = "oauth-client-secret-7f3a9c"
 STORED_KEY = "sk_live_stored_credential_4242"
 OUR_APPS = {"tenants", "catalog", "connections", "audit"}
-
-
-@pytest.fixture
-def staff(db):
-    return UserFactory(username="staff", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.messages import get_messages
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -12,21 +11,8 @@ from django.utils import timezone
 from connections import checks, tasks
 from connections.models import ConnectionCheck, Integration
 from tests.connections.factories import IntegrationFactory
-from tests.tenants.factories import UserFactory
 
 CHANGELIST = "admin:connections_integration_changelist"
-
-
-@pytest.fixture
-def staff(db):
-    return UserFactory(username="staff", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture

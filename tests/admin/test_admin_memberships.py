@@ -1,17 +1,8 @@
 """Memberships changed by staff in the admin go through the services and are audited."""
-import pytest
-from django.test import Client
 
 from audit.models import AuditEvent
 from tenants.models import Membership
 from tests.tenants.factories import UserFactory
-
-
-@pytest.fixture
-def staff_client(db):
-    client = Client()
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_membership_added_changed_and_removed_in_the_admin_is_audited(staff_client, tenant):

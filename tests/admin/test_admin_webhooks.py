@@ -6,12 +6,10 @@ import re
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from tests.tenants.factories import UserFactory
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.tasks import process_webhook_events
@@ -23,13 +21,6 @@ def recorded_queue(settings, monkeypatch):
     sent = []
     monkeypatch.setattr(process_webhook_events, "delay", lambda ids: sent.append(list(ids)))
     return sent
-
-
-@pytest.fixture
-def staff_client(db):
-    client = Client()
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
 
 
 def url(model, view, *args):
