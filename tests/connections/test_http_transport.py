@@ -422,13 +422,15 @@ def test_after_the_server_closed_an_idle_connection_the_next_request_uses_a_new_
     assert [(r.connection, r.number) for r in server.received] == [(0, 0), (1, 0)]
 
 
-def test_a_get_is_sent_again_on_a_new_connection_when_a_kept_one_is_dropped_on_the_request(allow_local, serve):
-    def answer(received):
-        if (received.connection, received.number) == (0, 1):
-            return Reply([], close=True)
-        return echo_path(received)
+def drop_the_second_request(received):
+    """Echo the path, but close the first connection when its second request arrives."""
+    if (received.connection, received.number) == (0, 1):
+        return Reply([], close=True)
+    return echo_path(received)
 
-    server = serve(answer)
+
+def test_a_get_is_sent_again_on_a_new_connection_when_a_kept_one_is_dropped_on_the_request(allow_local, serve):
+    server = serve(drop_the_second_request)
     assert http.request("GET", server.url("/one")).body == b"/one"
 
     response = http.request("GET", server.url("/two"))
@@ -440,12 +442,7 @@ def test_a_get_is_sent_again_on_a_new_connection_when_a_kept_one_is_dropped_on_t
 
 
 def test_a_post_is_not_sent_again_when_a_kept_connection_is_dropped_on_the_request(allow_local, serve):
-    def answer(received):
-        if (received.connection, received.number) == (0, 1):
-            return Reply([], close=True)
-        return echo_path(received)
-
-    server = serve(answer)
+    server = serve(drop_the_second_request)
     assert http.request("GET", server.url("/one")).body == b"/one"
 
     with pytest.raises(http.OutboundError) as caught:
