@@ -325,7 +325,12 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
 
 
 def parse_body(body: bytes, content_type: str):
-    """JSON or form bodies (a form's ``payload`` field holding JSON is unpacked, as Slack sends it)."""
+    """JSON or form bodies (a form's ``payload`` field holding JSON is unpacked, as Slack sends it).
+
+    An empty body (some senders ping with one) holds nothing: None.
+    """
+    if not body.strip():
+        return None
     kind = content_type.split(";", 1)[0].strip().lower()
     text = body.decode("utf-8")
     if kind == "application/x-www-form-urlencoded":
@@ -343,7 +348,7 @@ def handle_event(event: WebhookEvent) -> dict:
     """Dispatch by the integration's handler; returns what the processing did."""
     integration = event.endpoint.integration
     data = parse_body(bytes(event.body), event.content_type)
-    if integration.update_method != UpdateMethod.WEBHOOK or integration.deleted_at is not None:
+    if data is None or integration.update_method != UpdateMethod.WEBHOOK or integration.deleted_at is not None:
         return {"handled": "recorded"}
     if isinstance(data, dict) and integration.status_id_field in data and integration.status_field in data \
             and not integration.status_items_path:

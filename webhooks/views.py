@@ -68,7 +68,10 @@ def receive(request, path: str):
         return _error(404, "NOT_FOUND", "No webhook endpoint at this path.")
 
     declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > endpoint.max_body_bytes:
+    if declared and not (declared.isascii() and declared.isdigit()):
+        # Django would read such a body as empty, and an empty body is a valid delivery.
+        return _error(400, "VALIDATION_ERROR", "The Content-Length header is not a number.")
+    if declared and int(declared) > endpoint.max_body_bytes:
         logger.info("webhooks.event.rejected endpoint=%s reason=too_large", endpoint.pk)
         return _error(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {endpoint.max_body_bytes} bytes.")
 
@@ -95,8 +98,7 @@ def receive(request, path: str):
             services.signature_failure_count(endpoint=endpoint)
             logger.info("webhooks.event.rejected endpoint=%s reason=signature detail=%s", endpoint.pk, refused.reason)
             return _error(401, "SIGNATURE_INVALID", f"The signature was refused: {refused.reason}.")
-    elif not body:
-        return _error(400, "VALIDATION_ERROR", "The body is empty.")
+    # Whatever the body, empty included: only a refused signature (or the size or rate limit) turns a delivery away.
 
     dedupe_key = signatures.dedupe_key(endpoint.signature_scheme, headers, body) if endpoint.dedupe else None
     event, created = services.event_accept(

@@ -14,8 +14,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from audit.services import SYSTEM
+from connections.models import Integration
 from tests.helpers import assert_envelope
-from webhooks import services
+from webhooks import services, signatures
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.tasks import process_webhook_events
 
@@ -146,11 +147,15 @@ def test_a_chunked_body_under_the_limit_is_read_whole_and_stored(client, make_en
     assert bytes(WebhookEvent.objects.get(pk=response.json()["event_id"]).body) == body
 
 
-def test_a_content_length_that_is_not_a_number_is_a_clean_4xx(client, make_endpoint):
-    endpoint, _ = make_endpoint(verify_signature=False)
+@pytest.mark.parametrize("verify_signature", [False, True])
+@pytest.mark.parametrize("length", ["abc", "-1", "1.5", "\u00b2", " 8"])
+def test_a_content_length_that_is_not_a_number_is_a_clean_4xx(client, make_endpoint, verify_signature, length):
+    # Django reads such a body as empty, and an empty body is a valid delivery: refused before reading it.
+    endpoint, secret = make_endpoint(verify_signature=verify_signature)
     response = client.generic("POST", endpoint.url_path, b'{"a": 1}', content_type="application/json",
-                              CONTENT_LENGTH="abc")
+                              CONTENT_LENGTH=length, headers=signed_headers("hmac_sha256", secret, b""))
     assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert not WebhookEvent.objects.exists()
 
 
 # --- signature failures ----------------------------------------------------------------------------------------
@@ -166,10 +171,58 @@ def test_a_refused_signature_is_counted_and_nothing_is_stored(client, make_endpo
     assert not WebhookEvent.objects.exists() and queued == []
 
 
-def test_an_endpoint_without_verification_takes_unsigned_bodies_but_not_empty_ones(client, make_endpoint):
+def test_an_endpoint_without_verification_takes_any_body_empty_included(client, make_endpoint):
     endpoint, _ = make_endpoint(verify_signature=False)
     assert post(client, endpoint, body_of()).status_code == 202
-    assert_envelope(post(client, endpoint, b""), 400, "VALIDATION_ERROR")
+    empty = post(client, endpoint, b"")
+    assert empty.status_code == 202, empty.content
+    assert bytes(WebhookEvent.objects.get(pk=empty.json()["event_id"]).body) == b""
+    assert services.event_process(event_id=empty.json()["event_id"]) == "processed"
+
+
+# --- empty bodies ----------------------------------------------------------------------------------------------
+
+SCHEMES = ("hmac_sha256", "standard_webhooks", "stripe", "github", "slack", "shopify")
+
+
+@pytest.mark.parametrize("update_method", ["polling", "webhook"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_an_empty_body_correctly_signed_is_accepted_stored_and_processed_as_recorded(
+    client, make_endpoint, integration, queued, scheme, update_method
+):
+    Integration.objects.filter(pk=integration.pk).update(update_method=update_method)
+    endpoint, secret = make_endpoint(scheme)
+    response = signed_post(client, endpoint, secret, b"")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "accepted"
+    event = WebhookEvent.objects.get(pk=response.json()["event_id"])
+    assert bytes(event.body) == b"" and event.status == "pending"
+    assert queued == [[str(event.pk)]]
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signature_failures == 0
+
+    assert services.event_process(event_id=event.pk) == "processed"
+    event.refresh_from_db()
+    assert event.result == {"handled": "recorded"} and event.last_error == "" and event.attempts == 1
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_an_empty_body_wrongly_signed_is_a_401_and_stores_nothing(client, make_endpoint, queued, scheme):
+    endpoint, secret = make_endpoint(scheme)
+    for headers in (signed_headers(scheme, signatures.new_secret(scheme), b""),  # another secret
+                    signed_headers(scheme, secret, body_of()),  # a signature of another body
+                    {}):  # no signature at all
+        assert_envelope(post(client, endpoint, b"", headers), 401, "SIGNATURE_INVALID")
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signature_failures == 3
+    assert not WebhookEvent.objects.exists() and queued == []
+
+
+def test_a_body_of_whitespace_only_is_processed_as_recorded(client, make_endpoint, integration):
+    Integration.objects.filter(pk=integration.pk).update(update_method="webhook")
+    endpoint, secret = make_endpoint()
+    response = signed_post(client, endpoint, secret, b" \r\n")
+    assert response.status_code == 202
+    assert services.event_process(event_id=response.json()["event_id"]) == "processed"
+    assert WebhookEvent.objects.get(pk=response.json()["event_id"]).result == {"handled": "recorded"}
 
 
 # --- duplicates ------------------------------------------------------------------------------------------------

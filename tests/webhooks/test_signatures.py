@@ -111,9 +111,17 @@ def test_a_wrong_secret_is_refused(scheme):
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_an_empty_body_is_refused(scheme):
-    headers = raw_sign(scheme, SECRETS[scheme], b"", ts=NOW, msg_id="msg_1")
-    assert refused(scheme, headers, b"") == "empty body"
+def test_an_empty_body_correctly_signed_verifies(scheme):
+    verify(scheme, signed_headers(scheme, SECRETS[scheme], b"", ts=NOW, msg_id="msg_1"), b"")
+    verify(scheme, raw_sign(scheme, SECRETS[scheme], b"", ts=NOW, msg_id="msg_1"), b"")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_an_empty_body_wrongly_signed_is_refused(scheme):
+    assert refused(scheme, signed_headers(scheme, WRONG[scheme], b"", ts=NOW), b"") == "signature mismatch"
+    # The signature of another body does not cover an empty one (nor the other way round).
+    assert refused(scheme, signed_headers(scheme, SECRETS[scheme], BODY, ts=NOW), b"") == "signature mismatch"
+    assert refused(scheme, signed_headers(scheme, SECRETS[scheme], b"", ts=NOW), BODY) == "signature mismatch"
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -282,9 +290,18 @@ def test_the_receiver_accepts_a_reference_signed_delivery_and_refuses_variants(c
     assert _post(client, endpoint, BODY, good).status_code == 202
     _assert_refused(_post(client, endpoint, BODY + b"\n", signed_headers(scheme, secret, BODY)))
     _assert_refused(_post(client, endpoint, BODY, signed_headers(scheme, WRONG[scheme], BODY)))
-    _assert_refused(_post(client, endpoint, b"", raw_sign(scheme, secret, b"", ts=int(time.time()), msg_id="e")))
+    _assert_refused(_post(client, endpoint, b"", signed_headers(scheme, WRONG[scheme], b"")))
+    _assert_refused(_post(client, endpoint, b"", signed_headers(scheme, secret, BODY)))
     assert WebhookEvent.objects.filter(endpoint=endpoint).count() == 1
-    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signature_failures == 3
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signature_failures == 4
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_the_receiver_accepts_an_empty_body_signed_by_the_senders_library(client, endpoints, scheme):
+    response = _post(client, endpoints[scheme], b"", signed_headers(scheme, SECRETS[scheme], b""))
+    assert response.status_code == 202, response.content
+    assert bytes(WebhookEvent.objects.get(pk=response.json()["event_id"]).body) == b""
+    assert WebhookEndpoint.objects.get(pk=endpoints[scheme].pk).signature_failures == 0
 
 
 @pytest.mark.parametrize("scheme", TIMED_SCHEMES)
