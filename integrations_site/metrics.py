@@ -7,13 +7,18 @@ Two kinds, both correct under several gunicorn workers:
   retention tasks leave these totals.
 - HTTP request counts and latency by route are counted in-process by
   ``MetricsMiddleware``; with ``PROMETHEUS_MULTIPROC_DIR`` set (as under
-  gunicorn) prometheus_client shares them across worker processes.
+  gunicorn) prometheus_client shares them across worker processes. The route
+  label is the route's URI template as the OpenAPI document writes it
+  (``/api/v1/integrations/{id}/enable``), ``unmatched`` when no route matched.
 """
 import os
+import re
 import time
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.admindocs.views import simplify_regex
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
@@ -21,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from integrations_site.api import errors
 from integrations_site.api.errors import envelope
 
 PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -34,8 +40,39 @@ HTTP_LATENCY = Histogram(
 )
 
 
+UNMATCHED = "unmatched"
+# ``<name>`` and ``<converter:name>`` as simplify_regex leaves them.
+_PARAMETER = re.compile(r"<(?:[^>:]+:)?(?P<name>\w+)>")
+
+
+@lru_cache(maxsize=1024)
+def route_template(route: str) -> str:
+    """The URI template of a resolver route (``ResolverMatch.route``: the patterns of every include
+    joined), written as the OpenAPI document writes paths (drf-spectacular: simplify_regex, each
+    parameter ``{name}``, ``pk`` shown as ``id``, an optional trailing slash shown without it).
+
+    ``api/v1/integrations/(?P<pk>[^/.]+)/enable/?$`` → ``/api/v1/integrations/{id}/enable``;
+    ``hooks/<str:path>`` → ``/hooks/{path}``. Cached: the routes are the URL conf's, a bounded set.
+    """
+    if route.endswith("/?$"):
+        route = route[:-3]
+    path = simplify_regex(route).replace("\\.", ".")
+    return _PARAMETER.sub(lambda m: "{" + ("id" if m["name"] == "pk" else m["name"]) + "}", path)
+
+
+def _catch_all(match) -> bool:
+    """Routes that only answer 404 (or redirect) for paths no real route matched."""
+    return match.func is errors.api_not_found or getattr(match.func, "__name__", "") == "catch_all_view"
+
+
+def route_label(match) -> str:
+    if match is None or _catch_all(match):
+        return UNMATCHED
+    return route_template(match.route)
+
+
 class MetricsMiddleware:
-    """Counts requests by route pattern (never the raw path: ids would explode the label set)."""
+    """Counts requests by route template (never the raw path: ids would explode the label set)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -43,8 +80,7 @@ class MetricsMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
-        route = f"/{match.route}" if match is not None and match.route else "unmatched"
+        route = route_label(getattr(request, "resolver_match", None))
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
         return response
@@ -61,7 +97,7 @@ class DatabaseCollector:
 
     def collect(self):
         from audit.models import AuditEvent
-        from connections.choices import IntegrationStatus
+        from connections.choices import HealthState, IntegrationStatus
         from connections.models import ConnectionCheck, Integration
         from webhooks.choices import EventStatus
         from webhooks.models import WebhookEndpoint, WebhookEvent
@@ -81,6 +117,13 @@ class DatabaseCollector:
         for labels, count in rows.items():
             by_status.add_metric(list(labels), count)
         yield by_status
+
+        health = live.aggregate(**{state: Count("id", filter=Q(health_state=state)) for state in HealthState.values})
+        by_health = GaugeMetricFamily("integrations_by_health_state", "Live integrations by cached health state.",
+                                      labels=["health_state"])
+        for state in HealthState.values:  # every state appears, at 0 when none
+            by_health.add_metric([state], health[state])
+        yield by_health
 
         by_type = GaugeMetricFamily("integrations_by_type", "Live integrations by provider category.",
                                     labels=["category"])
