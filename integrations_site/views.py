@@ -1,4 +1,4 @@
-"""Operational endpoints."""
+"""The landing page and the operational endpoints."""
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -6,8 +6,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 from .api.errors import envelope
+
+
+@require_safe
+def landing(request):
+    """``/``: where the admin's "View site" leads; links to the admin, the API docs and the ops endpoints."""
+    return render(request, "landing.html", {"api_root": "/api/v1/"})
 
 
 def healthz(request):
