@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models import BooleanField, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
 from django.db.models.functions import Random
 from django.utils import timezone
 
@@ -518,9 +518,21 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 def due_for_check(now):
+    """Live, enabled integrations whose check is due and that can be checked at all.
+
+    An integration without a base URL, or without a tenant-wide credential
+    while its provider needs one, is not claimed: probing it would only record
+    NOT_CONFIGURED every interval. It stays ``unknown`` until it is configured;
+    setting a credential (or a URL) makes it due at once (its ``next_check_at``
+    has passed, or was never set).
+    """
+    has_credential = Exists(
+        Credential.objects.filter(integration=OuterRef("pk"), user__isnull=True, payload__isnull=False)
+    )
     return (
-        Integration.objects.live().exclude(status=IntegrationStatus.DISABLED)
+        Integration.objects.live().exclude(status=IntegrationStatus.DISABLED).exclude(api_base_url="")
         .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+        .filter(Q(provider__auth_type="none") | Q(has_credential))
     )
 
 
@@ -540,7 +552,7 @@ def health_checks_dispatch(*, now=None) -> int:
     while True:
         with transaction.atomic():
             ids = list(
-                due_for_check(now).order_by("next_check_at").select_for_update(skip_locked=True)
+                due_for_check(now).order_by("next_check_at").select_for_update(skip_locked=True, of=("self",))
                 .values_list("id", flat=True)[:batch]
             )
             _move_next_check(ids, now)

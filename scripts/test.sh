@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Run the test suite: bash scripts/test.sh [pytest args...]
+Run the test suite: bash scripts/test.sh [pytest args...]
 #
 # Creates .venv when missing, installs requirements.txt + requirements-dev.txt
 # when they changed, starts (or reuses) private PostgreSQL and Redis on
 # loopback through scripts/services.sh, then runs pytest with the given
-# arguments.  A run that collects no test fails.
+# arguments twice:
+#   postgres  PostgreSQL + Redis (cache and broker), as in production
+#   sqlite    the embedded default of scripts/run.sh: SQLite, no Redis (a file
+#             cache), Celery's filesystem broker, all under a fresh VAR_DIR
+# A pass that collects no test fails; the run fails when either pass fails.
 #
+# IH_TEST_PASSES="sqlite" (or "postgres") runs one pass only.
 # IH_SKIP_SERVICES=1 skips scripts/services.sh and uses DATABASE_URL and
-# REDIS_URL from the environment as they are.
+# REDIS_URL from the environment as they are (postgres pass).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,19 +58,51 @@ if [[ "${IH_SKIP_SERVICES:-0}" != "1" ]]; then
     services_env="$(bash "${ROOT}/scripts/services.sh" start)"
     eval "${services_env}"
 fi
-: "${DATABASE_URL:?DATABASE_URL is not set}"
-: "${REDIS_URL:?REDIS_URL is not set}"
-export DATABASE_URL REDIS_URL
-export CELERY_BROKER_URL="${REDIS_URL}"
+PASSES="${IH_TEST_PASSES:-postgres sqlite}"
 export DJANGO_SETTINGS_MODULE=integrations_site.settings.test
 
-set +e
-"${VENV}/bin/python" -m pytest "$@"
-rc=$?
-set -e
+# One pass: pytest under the given environment, in a fresh VAR_DIR (the SQLite file, broker folders
+# and file cache of that pass; removed afterwards). Prints the pass's time; returns pytest's status.
+run_pass() {
+    local name="$1" var_dir rc started
+    var_dir="$(mktemp -d "${TMPDIR:-/tmp}/ih-test-${name}.XXXXXX")"
+    started=${SECONDS}
+    say "pass ${name}: starting"
+    set +e
+    case "${name}" in
+        postgres)
+            : "${DATABASE_URL:?DATABASE_URL is not set}"
+            : "${REDIS_URL:?REDIS_URL is not set}"
+            env VAR_DIR="${var_dir}" DATABASE_URL="${DATABASE_URL}" REDIS_URL="${REDIS_URL}" \
+                CELERY_BROKER_URL="${REDIS_URL}" "${VENV}/bin/python" -m pytest "${PYTEST_ARGS[@]}"
+            ;;
+        sqlite)
+            env -u REDIS_URL VAR_DIR="${var_dir}" DATABASE_URL="sqlite:///${var_dir}/db.sqlite3" \
+                CELERY_BROKER_URL="filesystem://" "${VENV}/bin/python" -m pytest "${PYTEST_ARGS[@]}"
+            ;;
+        *)
+            say "unknown pass '${name}' (IH_TEST_PASSES takes postgres and/or sqlite)"
+            return 2
+            ;;
+    esac
+    rc=$?
+    set -e
+    rm -rf "${var_dir}"
+    if [[ ${rc} -eq 5 ]]; then
+        say "pass ${name}: pytest collected no tests: failing the run (a run that tests nothing must not pass)"
+        rc=1
+    fi
+    TIMES+=("${name} $((SECONDS - started)) s (exit ${rc})")
+    return "${rc}"
+}
 
-if [[ ${rc} -eq 5 ]]; then
-    say "pytest collected no tests: failing the run (a run that tests nothing must not pass)"
-    exit 1
-fi
-exit "${rc}"
+PYTEST_ARGS=("$@")
+TIMES=()
+status=0
+for name in ${PASSES}; do
+    run_pass "${name}" || status=1
+done
+for line in "${TIMES[@]}"; do
+    say "pass ${line}"
+done
+exit "${status}"

@@ -257,13 +257,27 @@ _ACCEPT_FIELDS = ("id", "endpoint", "tenant", "dedupe_key", "body", "content_typ
 
 @memoize
 def _accept_sql() -> str:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING id``, written once from the model's metadata."""
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id``, written once from the model's metadata
+    (PostgreSQL and SQLite ≥ 3.35 both take this form)."""
     meta, quote = WebhookEvent._meta, connection.ops.quote_name
     columns = ", ".join(quote(meta.get_field(name).column) for name in _ACCEPT_FIELDS)
     endpoint, dedupe = (quote(meta.get_field(name).column) for name in ("endpoint", "dedupe_key"))
     return (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(_ACCEPT_FIELDS))}) "
         f"ON CONFLICT ({endpoint}, {dedupe}) WHERE {dedupe} IS NOT NULL DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+
+
+@memoize
+def _accept_preparers() -> tuple:
+    """For each column of the insert, the field's conversion to what this database stores, or None
+    where the value is passed as it is (the ORM's conversion of a UUID or a datetime differs per
+    database: PostgreSQL takes them natively, SQLite as hex and ISO text)."""
+    fields = [WebhookEvent._meta.get_field(name) for name in _ACCEPT_FIELDS]
+    native = connection.vendor == "postgresql"
+    return tuple(
+        None if native or f.get_internal_type() not in ("UUIDField", "ForeignKey", "DateTimeField") else f
+        for f in fields
     )
 
 
@@ -311,6 +325,9 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
     # In the order of _ACCEPT_FIELDS; the JSON columns as JSON text (cast by the column's type).
     params = [event.id, endpoint.pk, endpoint.tenant_id, dedupe_key, body, event.content_type,
               json.dumps(event.headers), source_ip, event.received_at, event.status, 0, "", None, None, "{}"]
+    for k, field in enumerate(_accept_preparers()):
+        if field is not None and params[k] is not None:
+            params[k] = field.get_db_prep_save(params[k], connection)
     for _ in range(2):
         inserted = _accept_insert(params)
         if inserted is not None:

@@ -5,6 +5,7 @@ go through the ``handler*`` views wired in ``integrations_site.urls``.
 """
 import logging
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
@@ -210,3 +211,31 @@ def api_not_found(request, *args, **kwargs):
     path would be answered by Django's HTML CSRF page instead of this 404.
     """
     return _json_error(404, "NOT_FOUND", "Not found.")
+
+
+# Paths whose clients read JSON: an unhandled error is answered with the envelope even when DEBUG
+# shows Django's HTML page elsewhere (the admin, the landing page).
+JSON_PATH_PREFIXES = ("/api/", "/hooks/", "/healthz", "/readyz", "/metrics")
+# What Django answers as a 4xx by itself (through the handler views above).
+_CLIENT_ERRORS = (Http404, DjangoPermissionDenied, BadRequest, SuspiciousOperation)
+
+
+class JsonErrorMiddleware:
+    """A view's unhandled exception on a JSON path becomes a 500 in the error envelope.
+
+    Without DEBUG, ``handler500`` does the same; with DEBUG, Django would
+    answer its HTML debug page instead. The traceback goes to the log either way.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, _CLIENT_ERRORS) or not request.path.startswith(JSON_PATH_PREFIXES):
+            return None
+        logger.error("api.unhandled_error path=%s", request.path,
+                     exc_info=(type(exception), exception, exception.__traceback__))
+        return _json_error(500, "INTERNAL_ERROR", "An internal error occurred.")

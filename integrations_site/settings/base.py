@@ -13,6 +13,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
+# Where the embedded run keeps its state: the SQLite file, the filesystem broker's folders, the file
+# cache. Two runs (or a test run beside a demo) with different folders never share a queued task.
+VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-secret-key-change-me-0123456789")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -50,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "integrations_site.api.errors.JsonErrorMiddleware",
 ]
 
 ROOT_URLCONF = "integrations_site.urls"
@@ -70,17 +75,23 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
-# Persistent connections are worth most of the throughput on this hardware.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker threads and beat write to one file: transactions take the write lock when they begin
-    # (a read lock upgraded mid-transaction fails at once, whatever the timeout), readers do not block
-    # writers (WAL), and a writer waits for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
-    )
+def database_settings(default_url: str, conn_max_age: int = 60) -> dict:
+    """The default database from DATABASE_URL, with what every environment wants of it."""
+    database = env.db("DATABASE_URL", default=default_url)
+    # Persistent connections are worth most of the throughput on this hardware.
+    database["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=conn_max_age)
+    database["CONN_HEALTH_CHECKS"] = True
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # Web, worker threads and beat write to one file: transactions take the write lock when they begin
+        # (a read lock upgraded mid-transaction fails at once, whatever the timeout), readers do not block
+        # writers (WAL), and a writer waits for the lock instead of failing.
+        database.setdefault("OPTIONS", {}).update(
+            {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        )
+    return database
+
+
+DATABASES = {"default": database_settings(f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
@@ -93,7 +104,9 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis, a file cache that every process of the run shares (rate limits, usage minute counts).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -196,7 +209,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-_BROKER_DIR = BASE_DIR / "var" / "broker"
+_BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(_BROKER_DIR / "out"),
@@ -209,6 +222,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     # Seconds before a task taken but never acknowledged (its worker died) is delivered again.
     else {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 )
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _folder in ("out", "processed", "control"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = False
 CELERY_TASK_SERIALIZER = "json"

@@ -1,12 +1,15 @@
-"""Test settings: PostgreSQL and Redis on loopback (started by scripts/test.sh)."""
+"""Test settings: PostgreSQL and Redis on loopback (started by scripts/test.sh), or the embedded
+default (DATABASE_URL=sqlite:///…, no REDIS_URL, the filesystem broker under VAR_DIR)."""
 from .base import *  # noqa: F401,F403
-from .base import env
+from .base import VAR_DIR, database_settings, env
 
 DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://ih:ih@127.0.0.1:55432/ih")}
-# Tests open a connection per request; the benchmark sets DB_CONN_MAX_AGE to keep them.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+# Tests open a connection per request; the benchmark and the production journeys keep them.
+DATABASES = {"default": database_settings("postgres://ih:ih@127.0.0.1:55432/ih", conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that the servers and workers a test starts share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 FERNET_KEYS = env.list(
     "FERNET_KEYS",
     default=["dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE="],

@@ -5,11 +5,11 @@ import json
 import re
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
+from tests.helpers import raw_value
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.tasks import process_webhook_events
@@ -32,9 +32,7 @@ def shown_secrets(response) -> list[str]:
 
 
 def stored_secret_column(endpoint) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT secret FROM webhooks_webhookendpoint WHERE id = %s", [endpoint.pk])
-        return cursor.fetchone()[0]
+    return raw_value(WebhookEndpoint, "secret", endpoint.pk)
 
 
 def add_form(tenant, integration, **fields):

@@ -24,10 +24,8 @@ Tokens are long random strings, so the suite's secret guard watches them once
 the app encrypts them.
 """
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -395,31 +393,3 @@ def connect(api_client, integration, server: OAuthServer, *, me: bool = False, r
     """The whole flow: start, consent at the provider, callback. The callback's response."""
     started = start_flow(api_client, integration, me=me, return_url=return_url)
     return callback(server.authorize(started["authorization_url"]))
-
-
-@contextlib.contextmanager
-def celery_broker(url: str):
-    """Point this process's Celery app at ``url`` (``memory://`` keeps tasks in the process), and back."""
-    from integrations_site.celery import app
-
-    def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
-
-    # Celery reads the CELERY_BROKER_URL environment variable before its own setting
-    # (scripts/test.sh exports it), so both are pointed at ``url``.
-    previous, previous_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
-    app.conf.broker_url = url
-    os.environ["CELERY_BROKER_URL"] = url
-    reset_pools()
-    try:
-        yield app
-    finally:
-        app.conf.broker_url = previous
-        if previous_env is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = previous_env
-        reset_pools()

@@ -1,4 +1,4 @@
-"""Health checks behind the API: the state machine, the dispatcher on PostgreSQL, bulk runs, sweep and prune."""
+"""Health checks behind the API: the state machine, the dispatcher, bulk runs, sweep and prune."""
 import json
 import threading
 from datetime import timedelta
@@ -142,6 +142,32 @@ def test_dispatcher_works_through_batches_and_queues_chunks(
     chunks = [chunk for per_thread in queued_ids.values() for chunk in per_thread]
     assert all(1 <= len(chunk) <= 2 for chunk in chunks)
     assert sorted(flat(queued_ids)) == sorted(str(i.pk) for i in due)
+
+
+def test_dispatcher_leaves_integrations_that_cannot_be_checked_until_they_can(
+    tenant, queued_ids, django_capture_on_commit_callbacks
+):
+    from connections.services import credential_set
+    from tests.catalog.factories import ProviderFactory
+
+    keyed = ProviderFactory(slug="keyed-api", auth_type="api_key")
+    open_api = ProviderFactory(slug="open-api", auth_type="none")
+    waiting = IntegrationFactory(tenant=tenant, provider=keyed, name="no key yet")
+    user_only = IntegrationFactory(tenant=tenant, provider=keyed, name="user scoped", user_scoped=True)
+    no_url = IntegrationFactory(tenant=tenant, provider=open_api, name="no url", api_base_url="")
+    ready = IntegrationFactory(tenant=tenant, provider=open_api, name="ready")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checks.health_checks_dispatch() == 1
+    assert flat(queued_ids) == [str(ready.pk)]
+    for row in Integration.objects.filter(pk__in=[waiting.pk, user_only.pk, no_url.pk]):
+        assert row.next_check_at is None and row.health_state == "unknown"
+    assert not ConnectionCheck.objects.filter(integration__in=[waiting, user_only, no_url]).exists()
+
+    credential_set(actor=SYSTEM, integration=waiting, credential_type="api_key", data={"api_key": "k" * 20})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checks.health_checks_dispatch() == 1  # due at once, not an interval later
+    assert flat(queued_ids)[-1] == str(waiting.pk)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,7 +6,6 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -20,6 +19,7 @@ from tenants.authentication import hash_api_key
 from tenants.models import ApiKey, Membership, Tenant
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import raw_value, write_raw
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
@@ -28,29 +28,6 @@ STRANGER_KEY = Fernet.generate_key().decode()
 CLIENT_SECRET = "provider-client-secret-0001"
 API_SECRET = "sk_live_rotation_test_abcdef"
 OTHER_SECRET = "sk_live_second_credential_9999"
-
-
-def raw_value(model, field_name: str, pk) -> str:
-    meta = model._meta
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {quote(meta.get_field(field_name).column)} FROM {quote(meta.db_table)} "
-            f"WHERE {quote(meta.pk.column)} = %s",
-            [pk],
-        )
-        return cursor.fetchone()[0]
-
-
-def write_raw(model, field_name: str, pk, token: str) -> None:
-    meta = model._meta
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {quote(meta.get_field(field_name).column)} = %s "
-            f"WHERE {quote(meta.pk.column)} = %s",
-            [token, pk],
-        )
 
 
 def run_rotate(*args) -> str:

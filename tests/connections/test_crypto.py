@@ -1,7 +1,6 @@
 """Credentials at rest: Fernet tokens in the column, key rotation, wrong keys."""
 import pytest
 from cryptography.fernet import Fernet
-from django.db import connection
 
 from audit.services import Actor
 from connections import services
@@ -9,14 +8,13 @@ from connections.models import Credential
 from integrations_site import crypto
 from integrations_site.crypto import DecryptionError
 from tests.conftest import make_user
+from tests.helpers import raw_value, write_raw
 
 PLAINTEXT = "sk_live_crypto_plaintext_0123456789"
 
 
 def raw_payload(credential_id) -> str | None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT payload FROM connections_credential WHERE id = %s", [credential_id])
-        return cursor.fetchone()[0]
+    return raw_value(Credential, "payload", credential_id)
 
 
 @pytest.fixture
@@ -64,8 +62,7 @@ def test_rotated_rows_decrypt_once_the_old_key_is_removed(stored, settings):
     new_key = Fernet.generate_key().decode()
     settings.FERNET_KEYS = [new_key, old_key]
     rotated = crypto.rotate_token(raw_payload(stored.pk))
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE connections_credential SET payload = %s WHERE id = %s", [rotated, stored.pk])
+    write_raw(Credential, "payload", stored.pk, rotated)
     settings.FERNET_KEYS = [new_key]
     assert Credential.objects.get(pk=stored.pk).payload == {"api_key": PLAINTEXT}
 

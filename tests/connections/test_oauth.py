@@ -17,7 +17,6 @@ from tests.connections.factories import IntegrationFactory
 from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by their names)
     RETURN_URL,
     callback,
-    celery_broker,
     connect,
     oauth_integration_fixture,
     oauth_provider_fixture,
@@ -25,6 +24,7 @@ from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by t
     s256,
     start_flow,
 )
+from tests.helpers import celery_broker, raw_text
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +35,6 @@ def query_of(url: str) -> dict:
 
 def tenant_credential(integration) -> Credential | None:
     return Credential.objects.filter(integration=integration, user__isnull=True).first()
-
-
-def raw_column(table: str, column: str, pk) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column}::text FROM {table} WHERE id = %s", [str(pk)])
-        return cursor.fetchone()[0] or ""
 
 
 @pytest.fixture
@@ -72,13 +66,12 @@ def test_start_builds_the_authorization_url_with_the_registered_redirect_uri_sta
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
 
     record = OAuthState.objects.get()
-    assert record.state_hash != started["state"] and started["state"] not in raw_column(
-        "connections_oauthstate", "state_hash", record.pk
-    )
+    assert record.state_hash != started["state"]
+    assert started["state"] not in raw_text(OAuthState, "state_hash", record.pk)
     assert record.integration == oauth_integration and record.tenant == oauth_integration.tenant
     assert record.user.username == "tenant_admin-acme" and record.for_user is False
     assert s256(record.code_verifier) == query["code_challenge"]
-    assert record.code_verifier not in raw_column("connections_oauthstate", "code_verifier", record.pk)
+    assert record.code_verifier not in raw_text(OAuthState, "code_verifier", record.pk)
     lifetime = record.expires_at - record.created_at
     assert timedelta(minutes=9, seconds=59) <= lifetime <= timedelta(minutes=10, seconds=1)
 
@@ -154,7 +147,7 @@ def test_tenant_connect_stores_encrypted_tokens_connects_the_integration_and_que
     assert credential.public_fields["token_type"] == "Bearer"
     assert credential.public_fields["scopes"] == ["read", "write"]
     assert timedelta(minutes=59) < credential.expires_at - timezone.now() <= timedelta(hours=1)
-    raw = raw_column("connections_credential", "payload", credential.pk)
+    raw = raw_text(Credential, "payload", credential.pk)
     assert credential.payload["access_token"] not in raw and credential.payload["refresh_token"] not in raw
 
     oauth_integration.refresh_from_db()

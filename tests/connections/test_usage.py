@@ -146,7 +146,7 @@ def test_the_background_thread_writes_the_counts_without_a_flush_call(integratio
     import sys
     from pathlib import Path
 
-    from tests.journeys.conftest import current_database_url
+    from tests.helpers import current_database_url
 
     script = (
         "import django, os, time\n"

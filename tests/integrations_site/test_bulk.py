@@ -59,8 +59,11 @@ def test_insert_of_nothing_sends_nothing(db, django_assert_num_queries):
 
 def test_fetch_loads_only_the_named_fields_with_their_python_types(integration):
     Integration.objects.filter(pk=integration.pk).update(last_error={"code": "TIMEOUT"}, consecutive_failures=2)
+    # The statement the PostgreSQL paths send; elsewhere the same read with a plain key parameter.
+    where, params = (("id = ANY(%s::uuid[])", [bulk.pg_array([integration.pk])]) if connection.vendor == "postgresql"
+                     else ("id = %s", [Integration._meta.pk.get_db_prep_value(integration.pk, connection)]))
     [row] = bulk.fetch(Integration, ("id", "name", "last_error", "consecutive_failures", "created_at"),
-                       "id = ANY(%s::uuid[])", [bulk.pg_array([integration.pk])], annotation=("flag", "1 + 1"))
+                       where, params, annotation=("flag", "1 + 1"))
     assert row.pk == integration.pk and row.name == integration.name
     assert row.last_error == {"code": "TIMEOUT"} and row.consecutive_failures == 2 and row.flag == 2
     assert row.created_at == Integration.objects.get(pk=integration.pk).created_at

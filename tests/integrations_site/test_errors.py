@@ -2,6 +2,8 @@
 import re
 
 import pytest
+from django.test import Client
+from django.urls import path
 
 from audit.models import AuditEvent
 from connections.models import Integration
@@ -131,3 +133,62 @@ def test_each_request_writes_its_own_request_id(client_for, provider):
     client.post(f"/api/v1/integrations/{created.json()['id']}/disable", HTTP_X_REQUEST_ID="second")
     assert AuditEvent.objects.get(action="integration.created").request_id == "first"
     assert AuditEvent.objects.get(action="integration.disabled").request_id == "second"
+
+
+# --- unhandled errors with DEBUG on (the embedded run's default) ---------------------------------------------
+
+
+def test_an_unhandled_error_in_the_receiver_is_an_enveloped_500_even_with_debug(client, db, settings, monkeypatch,
+                                                                                caplog):
+    from webhooks import services as webhook_services
+
+    def broken(path, **kwargs):
+        raise RuntimeError("database went away")
+
+    settings.DEBUG = True
+    monkeypatch.setattr(webhook_services, "endpoint_for_path", broken)
+    with caplog.at_level("ERROR", logger="integrations_site.api"):
+        response = client.post("/hooks/some-path", data=b"{}", content_type="application/json")
+    assert_envelope(response, 500, "INTERNAL_ERROR")
+    assert b"Traceback" not in response.content and b"database went away" not in response.content
+    logged = [r for r in caplog.records if r.getMessage().startswith("api.unhandled_error")]
+    assert logged and logged[0].exc_info[0] is RuntimeError  # the traceback is in the log
+
+
+def test_an_unhandled_error_in_an_api_view_is_an_enveloped_500_even_with_debug(client_for, settings, monkeypatch):
+    from connections.api import views as connection_views
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    settings.DEBUG = True
+    monkeypatch.setattr(connection_views.IntegrationViewSet, "list", broken)
+    response = client_for("tenant_admin").get("/api/v1/integrations/")
+    assert_envelope(response, 500, "INTERNAL_ERROR")
+
+
+def test_an_unhandled_error_in_an_ops_view_is_an_enveloped_500_even_with_debug(client, db, settings, monkeypatch):
+    from integrations_site import views as ops_views
+
+    monkeypatch.setattr(ops_views, "JsonResponse", None)  # healthz fails when it builds its answer
+    settings.DEBUG = True
+    assert_envelope(client.get("/healthz"), 500, "INTERNAL_ERROR")
+
+
+def _broken_view(request):
+    raise RuntimeError("page failed")
+
+
+# This module doubles as a URLconf for the test below: a failing plain Django view inside and outside /api/.
+urlpatterns = [path("broken-page", _broken_view), path("api/broken", _broken_view)]
+
+
+def test_other_paths_keep_the_debug_page_with_debug_on(db, settings):
+    settings.DEBUG = True
+    settings.ROOT_URLCONF = __name__
+    browser = Client(raise_request_exception=False)
+    response = browser.get("/broken-page")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+    assert b"page failed" in response.content  # Django's debug page, as on any Django site
+    assert_envelope(browser.get("/api/broken"), 500, "INTERNAL_ERROR")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from integrations_site.celery import app as celery_app
-from tests.connections.oauth_server import celery_broker
+from tests.helpers import celery_broker
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

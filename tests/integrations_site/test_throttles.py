@@ -316,7 +316,7 @@ def test_two_gunicorn_servers_on_one_redis_share_the_limit_and_the_request_metri
 
     from tenants.authentication import TENANT_CLAIM
     from tests.conftest import make_user
-    from tests.journeys.conftest import current_database_url
+    from tests.helpers import current_database_url
 
     limit, sent = 10, 24
     redis_url = _shared_redis_url()

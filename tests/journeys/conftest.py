@@ -13,32 +13,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
-import redis
-from django.db import connection
+
+from tests.helpers import current_database_url, fresh_broker_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
 # A Redis database of its own, flushed before the processes start.
 BROKER_DB = 5
 STOP_TIMEOUT = 10
-
-
-def broker_url(db: int = BROKER_DB) -> str:
-    """The shared Redis, database ``db``: each journey keeps its queue to itself."""
-    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return urlunsplit(urlsplit(base)._replace(path=f"/{db}"))
-
-
-def current_database_url() -> str:
-    """The URL of the database this test runs against (the ``test_…`` one)."""
-    s = connection.settings_dict
-    user = quote(s.get("USER") or "", safe="")
-    password = quote(s.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
 class SwitchableServer:
@@ -152,8 +136,7 @@ def celery_processes(tmp_path):
     Use only in ``django_db(transaction=True)`` tests, and create the rows the
     processes need (PeriodicTask, integrations) before starting them.
     """
-    url = broker_url()
-    redis.Redis.from_url(url).flushdb()
+    url = fresh_broker_url(BROKER_DB)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",

@@ -15,21 +15,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections.models import ConnectionCheck, Credential
 from connections.tasks import refresh_oauth_tokens
 from tests.connections.oauth_server import (  # noqa: F401 (fixtures, known by their names)
-    celery_broker,
     connect,
     oauth_integration_fixture,
     oauth_provider_fixture,
     oauth_server_fixture,
 )
-from tests.journeys.conftest import broker_url as journey_broker_url
-from tests.journeys.conftest import current_database_url
+from tests.helpers import celery_broker, current_database_url, fresh_broker_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -97,13 +94,10 @@ class Worker:
 
 @pytest.fixture
 def redis_broker():
-    url = journey_broker_url(BROKER_DB)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    url = fresh_broker_url(BROKER_DB)
     with celery_broker(url):
         yield url
-    client.flushdb()
-    client.close()
+    fresh_broker_url(BROKER_DB)
 
 
 @pytest.fixture

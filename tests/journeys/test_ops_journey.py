@@ -24,8 +24,8 @@ from connections.models import ConnectionCheck, Credential, Integration, UsageDa
 from tenants.choices import Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
-from tests.connections.oauth_server import CLIENT_SECRET, OAuthServer, celery_broker, connect
-from tests.helpers import JsonLines
+from tests.connections.oauth_server import CLIENT_SECRET, OAuthServer, connect
+from tests.helpers import JsonLines, celery_broker
 from tests.webhooks.signing import signed_headers
 from webhooks import services as webhook_services
 from webhooks.models import WebhookEndpoint, WebhookEvent

@@ -31,7 +31,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -44,7 +43,7 @@ from audit.services import SYSTEM
 from connections.models import ExternalStatus, StatusChange
 from connections.polling import statuses_store
 from tests.connections.factories import IntegrationFactory
-from tests.connections.oauth_server import celery_broker
+from tests.helpers import celery_broker, current_database_url
 from webhooks import services
 from webhooks.models import WebhookEvent
 
@@ -65,15 +64,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def current_db_url() -> str:
-    """The pytest-django test database, for the processes this module starts."""
-    s = connection.settings_dict
-    user = quote(s.get("USER") or "", safe="")
-    password = quote(s.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
 def wait_until(predicate, timeout: float, what: str, stack=None, interval: float = 0.1):
@@ -101,7 +91,7 @@ class Stack:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",
-            "DATABASE_URL": current_db_url(),
+            "DATABASE_URL": current_database_url(),
             "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.redis_url,
             "LOG_LEVEL": "INFO",
@@ -382,7 +372,7 @@ def test_a_worker_killed_inside_the_events_transaction_leaves_it_to_be_redeliver
     first_worker = stack.worker("worker-a", concurrency=1, env=short_visibility)
 
     db_name = connection.settings_dict["NAME"]
-    locker = psycopg.connect(current_db_url().replace("postgres://", "postgresql://", 1))
+    locker = psycopg.connect(current_database_url().replace("postgres://", "postgresql://", 1))
     try:
         # Hold the table the event's effects write to: the worker blocks inside its transaction.
         locker.execute("LOCK TABLE connections_externalstatus IN EXCLUSIVE MODE")
@@ -453,7 +443,8 @@ def test_the_receivers_insert_replaces_a_kept_connection_the_database_dropped_an
         dropped = connection.connection.info.backend_pid
         close_old_connections()  # what a new request does: its first statement checks the kept connection
         assert connection.health_check_enabled and not connection.health_check_done
-        with psycopg.connect(current_db_url().replace("postgres://", "postgresql://", 1), autocommit=True) as other:
+        pg_url = current_database_url().replace("postgres://", "postgresql://", 1)
+        with psycopg.connect(pg_url, autocommit=True) as other:
             assert other.execute("SELECT pg_terminate_backend(%s)", [dropped]).fetchone() == (True,)
             wait_until(lambda: other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
                                               [dropped]).fetchone() == (0,), 10, "the backend to end")

@@ -7,15 +7,13 @@ import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from audit.services import SYSTEM
 from connections.models import Integration
-from tests.helpers import assert_envelope
+from tests.helpers import assert_envelope, on_another_connection
 from webhooks import services, signatures
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.tasks import process_webhook_events
@@ -350,13 +348,12 @@ def test_a_form_body_is_stored_with_its_content_type(client, make_endpoint):
 @pytest.mark.django_db(transaction=True)
 def test_the_event_is_committed_before_it_is_handed_off_and_answered(client, make_endpoint, monkeypatch):
     endpoint, secret = make_endpoint()
-    db = connection.settings_dict
     seen_at_handoff = []
 
     def second_connection_count(event_id):
-        with psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-                             port=db["PORT"]) as other:
-            return other.execute("SELECT status FROM webhooks_webhookevent WHERE id = %s", [event_id]).fetchall()
+        return on_another_connection(
+            lambda: [(status,) for status in WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True)]
+        )
 
     monkeypatch.setattr(process_webhook_events, "delay",
                         lambda ids: seen_at_handoff.append(second_connection_count(ids[0])))

@@ -8,7 +8,7 @@ from catalog.models import IntegrationProvider
 from connections.models import Integration
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
-from tests.helpers import assert_error
+from tests.helpers import assert_error, raw_value
 
 ADMIN_URL = "/api/v1/admin/providers/"
 CATALOG_URL = "/api/v1/catalog/"
@@ -67,9 +67,7 @@ def test_oauth_client_secret_is_write_only_and_encrypted(sa, db):
 
     provider = IntegrationProvider.objects.get(slug="hubspot")
     assert provider.oauth_client_secret == "hubspot-client-secret-xyz"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT oauth_client_secret FROM catalog_integrationprovider WHERE id = %s", [provider.pk])
-        assert "hubspot-client-secret-xyz" not in cursor.fetchone()[0]
+    assert "hubspot-client-secret-xyz" not in raw_value(IntegrationProvider, "oauth_client_secret", provider.pk)
     event = AuditEvent.objects.get(action="provider.created")
     assert "hubspot-client-secret-xyz" not in str(event.changes)
     assert "client_secret" not in str(event.changes["oauth_config"])

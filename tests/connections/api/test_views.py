@@ -11,7 +11,7 @@ from connections.models import ConfigVersion, Credential, Integration
 from tenants.choices import Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
-from tests.helpers import assert_error
+from tests.helpers import assert_error, raw_value
 
 URL = "/api/v1/integrations/"
 TA, IM, MB = Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value
@@ -217,9 +217,7 @@ def test_delete_is_soft_erases_credentials_and_is_audited(api, created):
     assert row.deleted_at is not None and row.status == "disabled"
     credential = credential_row(created["id"])
     assert credential.payload is None and credential.hint == "" and credential.status == "revoked"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT payload FROM connections_credential WHERE id = %s", [credential.pk])
-        assert cursor.fetchone()[0] is None
+    assert raw_value(Credential, "payload", credential.pk) is None
     event = AuditEvent.objects.get(action="integration.deleted", target_id=created["id"])
     assert event.actor == f"{TA}-acme"
     assert event.changes["credentials_erased"] == {"to": 1}

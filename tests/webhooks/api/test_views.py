@@ -16,7 +16,7 @@ from audit.services import SYSTEM
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
-from tests.helpers import assert_error
+from tests.helpers import assert_error, raw_value
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
 
@@ -50,9 +50,7 @@ def test_create_answers_the_secret_once_uncacheable_and_audits_without_it(api, i
     assert body["url"] == f"/hooks/{endpoint.path}" and body["integration"] == str(integration.pk)
     assert (body["tolerance_seconds"], body["max_body_bytes"], body["dedupe"], body["active"]) == (
         300, 1024 * 1024, True, True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT secret FROM webhooks_webhookendpoint WHERE id = %s", [endpoint.pk])
-        stored = cursor.fetchone()[0]
+    stored = raw_value(WebhookEndpoint, "secret", endpoint.pk)
     assert body["secret"] not in stored  # encrypted at rest
     audit = AuditEvent.objects.get(action="webhook_endpoint.created")
     assert body["secret"] not in json.dumps(audit.changes)
