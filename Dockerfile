@@ -16,11 +16,13 @@ RUN pip install -r requirements.txt
 COPY . .
 
 # Static files are collected into the image.  The values below exist only so
-# the production settings load during the build; none of them is kept.
+# the production settings load during the build (they refuse weak keys and a
+# loopback callback URL); they are thrown away with the build step.
 RUN DJANGO_SETTINGS_MODULE=integrations_site.settings.production \
-    DJANGO_SECRET_KEY=collectstatic-at-build-time-only \
-    FERNET_KEYS=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
+    DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    FERNET_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
     DJANGO_ALLOWED_HOSTS=localhost \
+    OAUTH_CALLBACK_URL=https://build.invalid/api/v1/oauth/callback \
     DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput \
  && rm -f /tmp/build.sqlite3 \

@@ -1,17 +1,99 @@
-"""Production: refuses to start without its secrets."""
+"""Production: refuses to start with a missing or weak secret or an unusable public address.
+
+Each refusal is an ImproperlyConfigured naming the environment variable (never its value when
+it is a secret); every problem found is listed at once.
+"""
+import ipaddress
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
 from .base import env
 
-for _name in ("DJANGO_SECRET_KEY", "FERNET_KEYS"):
-    if not env(_name, default=""):
-        raise ImproperlyConfigured(f"The environment variable {_name} must be set in production.")
+# Words that mark a key copied from an example or a default rather than generated.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "insecure", "secret-key", "placeholder", "example")
+
+
+def secret_key_problem(name: str, value: str) -> str | None:
+    """Why ``value`` cannot be a signing key: the rules of ``check --deploy`` (security.W009) and
+    no placeholder. The value itself never appears in the answer."""
+    if not value:
+        return f"The environment variable {name} must be set in production."
+    lowered = value.lower()
+    if lowered.startswith(SECRET_KEY_INSECURE_PREFIX) or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return f"{name} is a placeholder value; generate one: python -c \"import secrets; " \
+               "print(secrets.token_urlsafe(50))\"."
+    if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"{name} must be at least {SECRET_KEY_MIN_LENGTH} characters with at least " \
+               f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones."
+    return None
+
+
+def fernet_keys_problem(keys: list[str]) -> str | None:
+    if not keys:
+        return "The environment variable FERNET_KEYS must be set in production."
+    for key in keys:
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            return "FERNET_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes)."
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or address.is_unspecified or bool(mapped and mapped.is_loopback)
+
+
+def callback_url_problem(url: str) -> str | None:
+    """OAuth providers send users back to this address: it must be the site's public one."""
+    if not url:
+        return ("The environment variable OAUTH_CALLBACK_URL must be set in production: the public address of "
+                "/api/v1/oauth/callback, as registered with the OAuth providers.")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:
+        return f"OAUTH_CALLBACK_URL is not a URL: {url!r}."
+    if parts.scheme not in ("http", "https") or not host:
+        return f"OAUTH_CALLBACK_URL must be an http(s) URL with a host: {url!r}."
+    if _loopback(host):
+        return f"OAUTH_CALLBACK_URL must be the site's public address, not a loopback one: {url!r}."
+    return None
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+FERNET_KEYS = [key.strip() for key in env.list("FERNET_KEYS", default=[]) if key.strip()]
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+# No default here: base's (a loopback address for the embedded run) is never right in production.
+OAUTH_CALLBACK_URL = env("OAUTH_CALLBACK_URL", default="").strip()
+
+_problems = [
+    secret_key_problem("DJANGO_SECRET_KEY", SECRET_KEY),
+    fernet_keys_problem(FERNET_KEYS),
+    None if ALLOWED_HOSTS else "The environment variable DJANGO_ALLOWED_HOSTS must be set in production.",
+    callback_url_problem(OAUTH_CALLBACK_URL),
+]
+if env("JWT_SIGNING_KEY", default=""):  # otherwise the tokens are signed with DJANGO_SECRET_KEY
+    _problems.append(secret_key_problem("JWT_SIGNING_KEY", env("JWT_SIGNING_KEY")))
+_problems = [problem for problem in _problems if problem]
+if _problems:
+    raise ImproperlyConfigured(" ".join(_problems))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY")
-FERNET_KEYS = env.list("FERNET_KEYS")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
