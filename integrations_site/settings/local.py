@@ -1,8 +1,9 @@
 """Embedded default: SQLite, filesystem broker, no external server."""
 from .base import *  # noqa: F401,F403
-from .base import env
+from .base import INSTALLED_APPS, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 
 # A fixed development key so the demo's encrypted rows survive restarts. Never
 # used outside the embedded default: production refuses to start without its own.

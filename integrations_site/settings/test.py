@@ -1,9 +1,10 @@
 """Test settings: PostgreSQL and Redis on loopback (started by scripts/test.sh), or the embedded
 default (DATABASE_URL=sqlite:///…, no REDIS_URL, the filesystem broker under VAR_DIR)."""
 from .base import *  # noqa: F401,F403
-from .base import VAR_DIR, database_settings, env
+from .base import INSTALLED_APPS, VAR_DIR, database_settings, env
 
 DEBUG = False
+INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 # Tests open a connection per request; the benchmark and the production journeys keep them.
 DATABASES = {"default": database_settings("postgres://ih:ih@127.0.0.1:55432/ih", conn_max_age=0)}
