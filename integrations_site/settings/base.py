@@ -204,6 +204,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["integrations_site.api.schema.contract_paths_hook"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "integrations_site.api.schema.plain_views_hook",
     ],
 }
 

@@ -56,14 +56,18 @@ FOUNDATION_FALLBACK = [
 ]
 
 
-def foundation_operations() -> list[tuple[str, str]]:
-    """The foundation area from ../shared/tools/contract_paths.py, else the copy above."""
+def contract_areas() -> dict[str, list[tuple[str, str]]]:
+    """Every area of ../shared/tools/contract_paths.py, else the foundation copy above."""
     if not CONTRACT_TOOL.is_file():
-        return FOUNDATION_FALLBACK
+        return {"foundation": FOUNDATION_FALLBACK}
     spec = importlib.util.spec_from_file_location("contract_paths", CONTRACT_TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return list(module.CONTRACT["foundation"])
+    return {area: list(items) for area, items in module.CONTRACT.items()}
+
+
+def foundation_operations() -> list[tuple[str, str]]:
+    return contract_areas()["foundation"]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +100,20 @@ def test_every_foundation_contract_operation_is_documented(openapi):
     expected = foundation_operations()
     assert len(expected) >= 30
     missing = [f"{method.upper()} {path}" for path, method in expected if method not in documented.get(path, set())]
+    assert missing == []
+
+
+def test_every_contract_area_is_complete(openapi):
+    """What ``contract_paths.py`` reports: no operation of any area is missing."""
+    documented: dict[str, set[str]] = {}
+    for path, method, _ in operations(openapi):
+        documented.setdefault(PARAM.sub("{}", path), set()).add(method)
+    missing = [
+        f"{area}: {method.upper()} {path}"
+        for area, items in contract_areas().items()
+        for path, method in items
+        if method not in documented.get(path, set())
+    ]
     assert missing == []
 
 
@@ -135,3 +153,86 @@ def test_error_envelope_component_has_the_contract_fields(openapi):
     body_ref = envelope["properties"]["error"]["$ref"].rsplit("/", 1)[-1]
     body = schemas[body_ref]
     assert {"code", "message", "details", "request_id"} <= set(body["properties"])
+
+
+# --- plain Django views: the webhook receiver and the ops endpoints ------------------------------------------
+
+PLAIN_VIEW_OPERATIONS = {
+    ("/hooks/{path}", "post"): {"202", "200", "400", "401", "404", "405", "413", "429"},
+    ("/healthz", "get"): {"200", "405"},
+    ("/readyz", "get"): {"200", "405", "503"},
+    ("/metrics", "get"): {"200", "401", "405"},
+}
+
+
+def _validate(document: dict, schema: dict, instance) -> None:
+    """``instance`` against ``schema``, whose ``$ref``s point into ``document``."""
+    import jsonschema
+
+    jsonschema.Draft7Validator({**schema, "components": document["components"]}).validate(instance)
+
+
+def _response_schema(document: dict, path: str, method: str, status: int) -> dict:
+    return document["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+
+
+def test_plain_views_are_documented_with_their_answers(openapi):
+    for (path, method), codes in PLAIN_VIEW_OPERATIONS.items():
+        operation = openapi["paths"][path][method]
+        assert set(operation["responses"]) == codes, path
+        for code, response in operation["responses"].items():
+            if code.startswith(("4", "5")) and code != "503":
+                assert response["content"]["application/json"]["schema"]["$ref"] == ERROR_ENVELOPE_REF, (path, code)
+    receiver = openapi["paths"]["/hooks/{path}"]["post"]
+    assert receiver["security"] == []
+    assert [p["name"] for p in receiver["parameters"]] == ["path"]
+    assert "text/plain" in openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert openapi["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Readiness"
+    }
+
+
+@pytest.mark.django_db
+def test_the_receivers_answers_match_the_document(client, openapi, integration, settings, monkeypatch):
+    from audit.services import SYSTEM
+    from tests.webhooks.signing import signed_headers
+    from webhooks import services
+    from webhooks.tasks import process_webhook_events
+
+    settings.WEBHOOK_HANDOFF = "immediate"
+    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: None)
+    endpoint, secret = services.endpoint_create(
+        actor=SYSTEM, tenant=integration.tenant, integration=integration,
+        data={"name": "orders", "signature_scheme": "hmac_sha256"},
+    )
+    body = b'{"id": "evt_1", "status": "open"}'
+    headers = signed_headers("hmac_sha256", secret, body)
+    path = "/hooks/{path}"
+    for expected in (202, 200):  # the second delivery of the same body is a duplicate
+        answer = client.post(endpoint.url_path, body, content_type="application/json", headers=headers)
+        assert answer.status_code == expected
+        _validate(openapi, _response_schema(openapi, path, "post", expected), answer.json())
+    refused = client.post(endpoint.url_path, body, content_type="application/json", headers={"X-Signature": "x"})
+    assert refused.status_code == 401
+    _validate(openapi, _response_schema(openapi, path, "post", 401), refused.json())
+    wrong_method = client.get(endpoint.url_path)
+    assert wrong_method.status_code == 405 and wrong_method["Allow"] == "POST"
+    _validate(openapi, _response_schema(openapi, path, "post", 405), wrong_method.json())
+
+
+@pytest.mark.django_db
+def test_the_ops_answers_match_the_document(client, openapi, settings):
+    live = client.get("/healthz")
+    _validate(openapi, _response_schema(openapi, "/healthz", "get", 200), live.json())
+    ready = client.get("/readyz")
+    assert ready.status_code in (200, 503)
+    _validate(openapi, _response_schema(openapi, "/readyz", "get", ready.status_code), ready.json())
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics["Content-Type"].startswith("text/plain")
+    settings.METRICS_TOKEN = "scrape-token-0123"
+    refused = client.get("/metrics")
+    assert refused.status_code == 401
+    _validate(openapi, _response_schema(openapi, "/metrics", "get", 401), refused.json())
+    scheme = openapi["components"]["securitySchemes"]["metricsToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
