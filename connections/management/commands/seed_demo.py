@@ -1,24 +1,47 @@
-"""Demo data: a provider catalog, a demo tenant with one user per role, an API key.
+"""Demo data: a provider catalog, a demo tenant with users and an API key, and demo integrations
+that talk to the demo upstream (``python manage.py run_demo_upstream``, started by scripts/run.sh).
 
-Idempotent: rows that exist are left alone, so a second run creates nothing.
-Everything is written through the services, audited as ``system``.
+The demo integrations, each pointing at ``DEMO_UPSTREAM_URL``:
+
+- "Demo inventory API": an API key; polls a status list that changes every few seconds;
+- "Demo payments": a bearer token; status updates arrive as signed webhook deliveries
+  at its webhook endpoint (the upstream's sender posts them);
+- "Demo shipping": HTTP Basic;
+- "Demo CRM": the OAuth demo provider, connected by a tenant admin through
+  ``POST /api/v1/integrations/{id}/connect/oauth`` and a browser.
+
+Idempotent: rows that exist are left alone, so a second run creates nothing; a
+demo integration that points somewhere else (the api.example.com placeholder of
+older runs, another upstream port) is pointed at the upstream again. Everything
+is written through the services, audited as ``system``. ``--catalog-only``
+writes the real-world provider catalog and nothing else (the production one-shot).
+
+Environment: ``DEMO_PASSWORD``, ``DEMO_UPSTREAM_URL`` (default
+http://127.0.0.1:8001), ``DEMO_HUB_URL`` (default http://127.0.0.1:8000: the
+OAuth return URL's host is allowed for the demo tenant).
 """
 import os
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from audit.services import SYSTEM
 from catalog.models import IntegrationProvider
-from catalog.services import provider_create
-from connections.models import Integration
-from connections.services import integration_create
+from catalog.services import provider_create, provider_update
+from connections.models import Credential, Integration
+from connections.services import credential_set, integration_create, integration_update
+from demo import upstream as demo
 from tenants.choices import Plan, Role
 from tenants.models import ApiKey, Membership, Tenant
-from tenants.services import api_key_create, tenant_create
+from tenants.services import api_key_create, membership_set, tenant_create, tenant_update
+from webhooks.models import WebhookEndpoint
+from webhooks.services import endpoint_create
 
 DEFAULT_PASSWORD = "demo-pass-123"
+DEFAULT_UPSTREAM_URL = "http://127.0.0.1:8001"
+DEFAULT_HUB_URL = "http://127.0.0.1:8000"
 DEMO_TENANT = {"slug": "demo", "name": "Demo Company", "plan": Plan.PRO}
 DEMO_USERS = (
     ("demo-admin", Role.TENANT_ADMIN),
@@ -27,6 +50,7 @@ DEMO_USERS = (
 )
 DEMO_INTEGRATION = "Demo inventory API"
 DEMO_KEY_NAME = "Demo key"
+DEMO_ENDPOINT_NAME = "Demo payments events"
 
 CANONICAL_STATUS_MAPPING = {
     "available": ["available", "active", "open", "in_stock"],
@@ -184,39 +208,179 @@ PROVIDERS = [
 ]
 
 
+def demo_providers(upstream: str) -> list[dict]:
+    """Catalog entries of the demo upstream's services (local demo only, never in --catalog-only)."""
+    return [
+        {
+            "slug": demo.PAYMENTS_PROVIDER, "name": "Demo Payments", "category": "payment_gateway",
+            "auth_type": "bearer",
+            "description": "The demo upstream's payments API: a bearer token, and signed status updates "
+                           "delivered as webhooks every few seconds.",
+            "capabilities": ["payments", "webhooks"], "supported_sync_directions": ["inbound"],
+            "supports_webhooks": True, "available_entities": ["charges"],
+            "default_api_base_url": upstream, "default_test_endpoint": "/payments/ping",
+            "default_status_mapping": CANONICAL_STATUS_MAPPING,
+            "default_webhook_signature_scheme": "standard_webhooks", "icon": "mdi:credit-card", "color": "#059669",
+        },
+        {
+            "slug": "demo-shipping", "name": "Demo Shipping", "category": "data_source", "auth_type": "basic",
+            "description": "The demo upstream's shipments API, behind HTTP Basic.",
+            "capabilities": ["shipments"], "supported_sync_directions": ["inbound"],
+            "available_entities": ["shipments"],
+            "default_api_base_url": upstream, "default_test_endpoint": "/shipping/ping",
+            "icon": "mdi:truck", "color": "#D97706",
+        },
+        {
+            "slug": "demo-crm", "name": "Demo CRM", "category": "crm", "auth_type": "oauth2",
+            "description": "The demo upstream's CRM, connected with OAuth 2.0 (authorization code with PKCE, "
+                           "rotating refresh tokens) through its own authorization server.",
+            "capabilities": ["contacts"], "supported_sync_directions": ["inbound"], "supports_oauth": True,
+            "available_entities": ["contacts"],
+            "oauth_config": demo_oauth_config(upstream),
+            "default_api_base_url": upstream, "default_test_endpoint": "/crm/me",
+            "icon": "mdi:account-group", "color": "#7C3AED",
+        },
+    ]
+
+
+def demo_oauth_config(upstream: str) -> dict:
+    return {
+        "authorize_url": f"{upstream}/oauth/authorize",
+        "token_url": f"{upstream}/oauth/token",
+        "revoke_url": f"{upstream}/oauth/revoke",
+        "client_id": demo.CLIENT_ID,
+        "client_secret": demo.CLIENT_SECRET,  # write-only: stored encrypted, apart from the config
+        "scopes": list(demo.SCOPES),
+        "pkce": True,
+        "token_auth_method": demo.TOKEN_AUTH_METHOD,
+    }
+
+
+def demo_integrations(upstream: str) -> list[dict]:
+    """The demo tenant's integrations: provider, config and the credential the upstream accepts."""
+    return [
+        {
+            "provider": "generic-rest", "credential": ("api_key", {"api_key": demo.INVENTORY_API_KEY,
+                                                                   "header_name": demo.INVENTORY_KEY_HEADER}),
+            "data": {"name": DEMO_INTEGRATION, "description": "Stock levels from the demo upstream, polled.",
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/inventory/ping",
+                     "status_endpoint": "/inventory/items", "update_method": "polling",
+                     "polling_interval_seconds": 10, "status_mapping": CANONICAL_STATUS_MAPPING},
+        },
+        {
+            "provider": demo.PAYMENTS_PROVIDER, "credential": ("bearer", {"token": demo.PAYMENTS_TOKEN}),
+            "data": {"name": "Demo payments", "description": "Payment statuses, delivered by signed webhooks.",
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/payments/ping",
+                     "update_method": "webhook", "status_mapping": CANONICAL_STATUS_MAPPING},
+        },
+        {
+            "provider": "demo-shipping", "credential": ("basic", {"username": demo.SHIPPING_USERNAME,
+                                                                 "password": demo.SHIPPING_PASSWORD}),
+            "data": {"name": "Demo shipping", "description": "Shipments from the demo upstream (HTTP Basic).",
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/shipping/ping"},
+        },
+        {
+            "provider": "demo-crm", "credential": None,
+            "data": {"name": "Demo CRM", "description": "Connect it with OAuth: POST …/connect/oauth, then a browser.",
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/crm/me"},
+        },
+    ]
+
+
+def _base_url(name: str, default: str) -> str:
+    url = (os.environ.get(name) or default).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandError(f"{name} must be an http(s) URL, not {url!r}.")
+    return url
+
+
+def return_hosts(hub_url: str) -> list[str]:
+    """What the demo tenant's allowed_return_hosts needs for return URLs on the hub (loopback both ways)."""
+    parts = urlsplit(hub_url)
+    port = f":{parts.port}" if parts.port else ""
+    hosts = [f"{parts.hostname}{port}"]
+    if parts.hostname in ("127.0.0.1", "localhost"):
+        hosts = [f"127.0.0.1{port}", f"localhost{port}"]
+    return hosts
+
+
 class Command(BaseCommand):
-    help = "Create demo data (idempotent): a provider catalog, a demo tenant with users and an API key."
+    help = ("Create demo data (idempotent): a provider catalog, a demo tenant with users and an API key, "
+            "and demo integrations that talk to the demo upstream.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--catalog-only", action="store_true",
+                            help="Create the real-world provider catalog only: no demo providers, tenant, users, "
+                                 "keys or integrations (for a production one-shot).")
 
     def handle(self, *args, **options):
+        if options["catalog_only"]:
+            with transaction.atomic():
+                created = self._providers(PROVIDERS)
+            self.stdout.write(self.style.SUCCESS(
+                f"Provider catalog ready ({created} new provider(s); catalog has "
+                f"{IntegrationProvider.objects.count()})."))
+            return
         password = os.environ.get("DEMO_PASSWORD") or DEFAULT_PASSWORD
+        upstream = _base_url("DEMO_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)
+        hub = _base_url("DEMO_HUB_URL", DEFAULT_HUB_URL)
         with transaction.atomic():
-            created = self._providers()
-            tenant = self._tenant()
+            created = self._providers(PROVIDERS) + self._providers(demo_providers(upstream))
+            self._repoint_providers(upstream)
+            tenant = self._tenant(hub)
             self._users(tenant, password)
-            self._integration(tenant)
+            integrations = [self._integration(tenant, spec, upstream) for spec in demo_integrations(upstream)]
+            endpoint = self._webhook_endpoint(tenant, integrations[1])
             raw_key = self._api_key(tenant)
         self._report(created, tenant, password, raw_key)
+        self._report_demo(upstream, hub, integrations, endpoint)
 
-    def _providers(self) -> int:
-        existing = set(IntegrationProvider.objects.filter(slug__in=[p["slug"] for p in PROVIDERS])
+    # --- catalog ----------------------------------------------------------------------------------------
+
+    def _providers(self, providers: list[dict]) -> int:
+        existing = set(IntegrationProvider.objects.filter(slug__in=[p["slug"] for p in providers])
                        .values_list("slug", flat=True))
         created = 0
-        for data in PROVIDERS:
+        for data in providers:
             if data["slug"] in existing:
                 continue
             provider_create(actor=SYSTEM, data={"status": "active", "audience": "tenant", **data})
             created += 1
         return created
 
-    def _tenant(self) -> Tenant:
+    def _repoint_providers(self, upstream: str) -> None:
+        """Demo providers seeded for another upstream address (or client secret) follow the current one."""
+        for data in demo_providers(upstream):
+            provider = IntegrationProvider.objects.get(slug=data["slug"])
+            changes = {}
+            if provider.default_api_base_url != upstream:
+                changes["default_api_base_url"] = upstream
+            wanted = data.get("oauth_config")
+            if wanted and (provider.oauth_config != {k: v for k, v in wanted.items() if k != "client_secret"}
+                           or provider.oauth_client_secret != wanted["client_secret"]):
+                changes["oauth_config"] = wanted
+            if changes:
+                provider_update(actor=SYSTEM, provider=provider, data=changes)
+
+    # --- tenant, users, key --------------------------------------------------------------------------------
+
+    def _tenant(self, hub: str) -> Tenant:
         tenant = Tenant.objects.filter(slug=DEMO_TENANT["slug"]).first()
-        return tenant or tenant_create(actor=SYSTEM, data=dict(DEMO_TENANT))
+        if tenant is None:
+            return tenant_create(actor=SYSTEM, data={**DEMO_TENANT, "allowed_return_hosts": return_hosts(hub)})
+        hosts = list(tenant.allowed_return_hosts or [])
+        missing = [h for h in return_hosts(hub) if h not in hosts]
+        if missing:
+            tenant = tenant_update(actor=SYSTEM, tenant=tenant, data={"allowed_return_hosts": hosts + missing})
+        return tenant
 
     def _users(self, tenant: Tenant, password: str) -> None:
         User = get_user_model()
         for username, role in DEMO_USERS:
             user = self._user(User, username, password)
-            Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": role})
+            if not Membership.objects.filter(user=user, tenant=tenant).exists():
+                membership_set(actor=SYSTEM, tenant=tenant, user=user, role=role)
         admin = self._user(User, "admin", password)
         if not (admin.is_staff and admin.is_superuser):
             admin.is_staff = admin.is_superuser = True
@@ -231,22 +395,42 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         return user
 
-    def _integration(self, tenant: Tenant) -> None:
-        if Integration.objects.for_tenant(tenant).live().filter(name=DEMO_INTEGRATION).exists():
-            return
-        provider = IntegrationProvider.objects.get(slug="generic-rest")
-        integration_create(
-            actor=SYSTEM, tenant=tenant, provider=provider,
-            data={"name": DEMO_INTEGRATION, "description": "Stock levels from a demo REST API.",
-                  "environment": "sandbox", "status_mapping": CANONICAL_STATUS_MAPPING},
-        )
-
     def _api_key(self, tenant: Tenant) -> str | None:
         usable = [k for k in ApiKey.objects.for_tenant(tenant).filter(name=DEMO_KEY_NAME) if k.is_usable]
         if usable:
             return None
         _, raw = api_key_create(actor=SYSTEM, tenant=tenant, name=DEMO_KEY_NAME, role=Role.TENANT_ADMIN)
         return raw
+
+    # --- integrations --------------------------------------------------------------------------------------------
+
+    def _integration(self, tenant: Tenant, spec: dict, upstream: str) -> Integration:
+        """Create the integration, or point an existing one at the upstream; then its credential."""
+        data = spec["data"]
+        integration = Integration.objects.for_tenant(tenant).live().filter(name=data["name"]).first()
+        if integration is None:
+            provider = IntegrationProvider.objects.get(slug=spec["provider"])
+            integration = integration_create(actor=SYSTEM, tenant=tenant, provider=provider, data=data)
+        elif integration.api_base_url.rstrip("/") != upstream:
+            integration = integration_update(actor=SYSTEM, integration=integration, data=data)
+        if spec["credential"] is not None:
+            credential = Credential.objects.filter(integration=integration, user__isnull=True).first()
+            if credential is None or not credential.is_set:
+                kind, fields = spec["credential"]
+                credential_set(actor=SYSTEM, integration=integration, credential_type=kind, data=dict(fields))
+        return integration
+
+    def _webhook_endpoint(self, tenant: Tenant, integration: Integration) -> WebhookEndpoint:
+        endpoint = (WebhookEndpoint.objects.for_tenant(tenant).live()
+                    .filter(integration=integration, name=DEMO_ENDPOINT_NAME).first())
+        if endpoint is None:
+            endpoint, _ = endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration, data={
+                "name": DEMO_ENDPOINT_NAME, "signature_scheme": "standard_webhooks",
+                "description": "Status updates signed and sent by the demo upstream's sender.",
+            })
+        return endpoint
+
+    # --- output ---------------------------------------------------------------------------------------------------
 
     def _report(self, created: int, tenant: Tenant, password: str, raw_key: str | None) -> None:
         out, style = self.stdout, self.style
@@ -270,3 +454,17 @@ class Command(BaseCommand):
             out.write(f"A demo API key already exists for tenant '{tenant.slug}'; its full value is only shown "
                       "when it is created.")
             out.write("  New key: POST /api/v1/api-keys/ as demo-admin, or Admin > API keys > Add.")
+
+    def _report_demo(self, upstream: str, hub: str, integrations: list, endpoint: WebhookEndpoint) -> None:
+        out, style = self.stdout, self.style
+        inventory, payments, shipping, crm = integrations
+        out.write("")
+        out.write(style.MIGRATE_HEADING(f"Demo upstream: {upstream}/  (python manage.py run_demo_upstream)"))
+        out.write(f"  {inventory.name:<20} api_key, statuses polled every {inventory.polling_interval_seconds}s"
+                  f"  {inventory.pk}")
+        out.write(f"  {payments.name:<20} bearer, webhooks at {endpoint.url_path}  {payments.pk}")
+        out.write(f"  {shipping.name:<20} basic  {shipping.pk}")
+        out.write(f"  {crm.name:<20} oauth2, connect it:  {crm.pk}")
+        out.write(f"    POST {hub}/api/v1/integrations/{crm.pk}/connect/oauth "
+                  f'{{"return_url": "{hub}/"}}  (as demo-admin)')
+        out.write("    then open the answer's authorization_url in a browser and press Allow.")
