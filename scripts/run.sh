@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Run the integrations hub locally: bash scripts/run.sh
 #
-# Embedded defaults, no external servers: SQLite in var/ and Celery's
-# filesystem broker (settings: integrations_site.settings.local).
-# Starts the web server, a Celery worker and Celery beat; Ctrl-C stops all
-# three.  Worker and beat log to var/log/; the web server logs to stdout.
+# Embedded defaults, no external servers: SQLite and Celery's filesystem
+# broker under VAR_DIR (settings: integrations_site.settings.local).
+# Migrates, seeds the demo data (manage.py seed_demo), then starts the demo
+# upstream (manage.py run_demo_upstream: the stand-in external APIs and OAuth
+# provider of the demo integrations, and a sender of signed webhook
+# deliveries), the web server, a Celery worker and Celery beat; Ctrl-C stops
+# all four.  The upstream, worker and beat log to VAR_DIR/log/; the web server
+# logs to stdout.
 #
 # Environment:
 #   HOST, PORT        where the web server listens (default 127.0.0.1:8000)
+#   UPSTREAM_PORT     where the demo upstream listens, on 127.0.0.1 (default 8001)
+#   DEMO_SEND_EVERY   seconds between the upstream's webhook deliveries (default 5; 0: none)
+#   VAR_DIR           where the run keeps its state: SQLite file, broker folders,
+#                     file cache, logs (default <repo>/var); one folder per run
+#   DEMO_PASSWORD     password of the seeded users (default demo-pass-123)
+#   OAUTH_CALLBACK_URL  the OAuth redirect URI (default http://HOST:PORT/api/v1/oauth/callback)
+#   HEALTH_TIMEOUT    seconds to wait for the upstream and the web server (default 30)
+#   STOP_TIMEOUT      seconds each child gets to stop before it is killed (default 20)
+#   PYTHON            interpreter that creates .venv when it is missing (default python3)
 #   RUN_ONCE_CHECK=1  start everything, wait until /healthz answers, print the
 #                     URL, stop everything and exit 0 (a smoke test)
 set -euo pipefail
@@ -19,7 +32,10 @@ PYTHON="${PYTHON:-python3}"
 VENV="${ROOT}/.venv"
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
-LOG_DIR="${ROOT}/var/log"
+UPSTREAM_PORT="${UPSTREAM_PORT:-8001}"
+DEMO_SEND_EVERY="${DEMO_SEND_EVERY:-5}"
+VAR_DIR="${VAR_DIR:-${ROOT}/var}"
+LOG_DIR="${VAR_DIR}/log"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-30}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-20}"
 
@@ -49,13 +65,6 @@ ensure_deps() {
 ensure_venv
 ensure_deps
 
-export DJANGO_SETTINGS_MODULE=integrations_site.settings.local
-export PYTHONUNBUFFERED=1
-mkdir -p "${LOG_DIR}"
-
-"${VENV}/bin/python" manage.py migrate --noinput
-"${VENV}/bin/python" manage.py seed_demo
-
 # Where runserver binds, and the address to poll and show (a wildcard bind
 # is reached on loopback).
 BARE_HOST="${HOST#[}"
@@ -67,6 +76,19 @@ case "${BARE_HOST}" in
     *) LISTEN_HOST="${BARE_HOST}" URL_HOST="${BARE_HOST}" ;;
 esac
 BASE_URL="http://${URL_HOST}:${PORT}"
+UPSTREAM_URL="http://127.0.0.1:${UPSTREAM_PORT}"
+
+export DJANGO_SETTINGS_MODULE=integrations_site.settings.local
+export PYTHONUNBUFFERED=1
+export VAR_DIR
+# seed_demo points the demo integrations at the upstream and allows OAuth return URLs on the hub.
+export DEMO_UPSTREAM_URL="${UPSTREAM_URL}"
+export DEMO_HUB_URL="${BASE_URL}"
+export OAUTH_CALLBACK_URL="${OAUTH_CALLBACK_URL:-${BASE_URL}/api/v1/oauth/callback}"
+mkdir -p "${LOG_DIR}"
+
+"${VENV}/bin/python" manage.py migrate --noinput
+"${VENV}/bin/python" manage.py seed_demo
 
 PIDS=()
 NAMES=()
@@ -136,14 +158,8 @@ on_signal() {
 trap on_signal INT TERM
 trap stop_all EXIT
 
-start_child web - "${VENV}/bin/python" manage.py runserver --noreload "${LISTEN_HOST}:${PORT}"
-start_child worker "${LOG_DIR}/worker.log" "${VENV}/bin/celery" -A integrations_site worker \
-    --loglevel=info --pool=threads --concurrency=8
-start_child beat "${LOG_DIR}/beat.log" "${VENV}/bin/celery" -A integrations_site beat \
-    --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
-
 healthy() {
-    "${VENV}/bin/python" - "${BASE_URL}/healthz" <<'EOF' >/dev/null 2>&1
+    "${VENV}/bin/python" - "$1" <<'EOF' >/dev/null 2>&1
 import sys
 import urllib.request
 
@@ -152,27 +168,43 @@ with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
 EOF
 }
 
-deadline=$((SECONDS + HEALTH_TIMEOUT))
-until healthy; do
-    for i in "${!PIDS[@]}"; do
-        if ! alive "${PIDS[$i]}"; then
-            if [[ "${NAMES[$i]}" == web ]]; then
-                say "web exited during start-up (its output is above)"
-            else
-                say "${NAMES[$i]} exited during start-up (see ${LOG_DIR}/${NAMES[$i]}.log)"
+# Wait until $1 answers 200; give up (and stop everything) if a child exits or time runs out.
+wait_healthy() {
+    local url="$1" deadline=$((SECONDS + HEALTH_TIMEOUT)) i
+    until healthy "${url}"; do
+        for i in "${!PIDS[@]}"; do
+            if ! alive "${PIDS[$i]}"; then
+                if [[ "${NAMES[$i]}" == web ]]; then
+                    say "web exited during start-up (its output is above)"
+                else
+                    say "${NAMES[$i]} exited during start-up (see ${LOG_DIR}/${NAMES[$i]}.log)"
+                fi
+                exit 1
             fi
+        done
+        if ((SECONDS >= deadline)); then
+            say "${url} did not answer 200 within ${HEALTH_TIMEOUT}s"
             exit 1
         fi
+        sleep 0.5
     done
-    if ((SECONDS >= deadline)); then
-        say "${BASE_URL}/healthz did not answer 200 within ${HEALTH_TIMEOUT}s"
-        exit 1
-    fi
-    sleep 0.5
-done
+}
+
+# The upstream first: the connection tests seed_demo queued run as soon as the worker is up.
+start_child upstream "${LOG_DIR}/upstream.log" "${VENV}/bin/python" manage.py run_demo_upstream \
+    --host 127.0.0.1 --port "${UPSTREAM_PORT}" --hub-url "${BASE_URL}" --send-every "${DEMO_SEND_EVERY}"
+wait_healthy "${UPSTREAM_URL}/health"
+start_child web - "${VENV}/bin/python" manage.py runserver --noreload "${LISTEN_HOST}:${PORT}"
+start_child worker "${LOG_DIR}/worker.log" "${VENV}/bin/celery" -A integrations_site worker \
+    --loglevel=info --pool=threads --concurrency=8
+start_child beat "${LOG_DIR}/beat.log" "${VENV}/bin/celery" -A integrations_site beat \
+    --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+wait_healthy "${BASE_URL}/healthz"
 
 printf '\nIntegrations hub running at %s/  (admin: /admin/, API docs: /api/docs/)\n' "${BASE_URL}"
-printf 'Worker and beat logs: %s/worker.log, %s/beat.log.  Ctrl-C stops everything.\n\n' "${LOG_DIR}" "${LOG_DIR}"
+printf 'Demo upstream at %s/ (the demo integrations call it; it sends webhooks every %ss).\n' \
+    "${UPSTREAM_URL}" "${DEMO_SEND_EVERY}"
+printf 'Logs: %s/upstream.log, worker.log, beat.log.  Ctrl-C stops everything.\n\n' "${LOG_DIR}"
 
 if [[ "${RUN_ONCE_CHECK:-0}" == "1" ]]; then
     say "RUN_ONCE_CHECK=1: start-up verified, stopping"
@@ -180,7 +212,7 @@ if [[ "${RUN_ONCE_CHECK:-0}" == "1" ]]; then
     exit 0
 fi
 
-# Stay up until a signal arrives or one of the three exits on its own.
+# Stay up until a signal arrives or one of the four exits on its own.
 set +e
 wait -n "${PIDS[@]}"
 rc=$?
