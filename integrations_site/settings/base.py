@@ -105,7 +105,7 @@ if REDIS_URL:
     }
 else:
     # Without Redis, a file cache that every process of the run shares (rate limits, usage minute counts).
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+    CACHES = {"default": {"BACKEND": "integrations_site.cache.SharedFileCache",
                           "LOCATION": str(VAR_DIR / "cache")}}
 
 AUTH_PASSWORD_VALIDATORS = [

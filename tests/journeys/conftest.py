@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import current_database_url, fresh_broker_url
+from tests.helpers import celery_broker, current_database_url, fresh_broker_url
+from tests.journeys.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -154,3 +155,27 @@ def celery_processes(tmp_path):
     finally:
         processes.stop()
         print(processes.logs())
+
+
+@pytest.fixture
+def stack(tmp_path):
+    processes = Stack(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+        print(processes.dump())
+
+
+@pytest.fixture
+def celery_on_private_redis(stack):
+    """Point this process's Celery app (used by the sweep) at the private Redis, and back afterwards."""
+    with celery_broker(stack.redis_url) as app:
+        with app.connection_for_write() as conn:
+            assert (conn.transport_cls, conn.hostname, conn.port) == ("redis", "127.0.0.1", stack.redis_port)
+        with app.producer_or_acquire() as producer:
+            assert (producer.connection.hostname, producer.connection.port) == ("127.0.0.1", stack.redis_port)
+        yield app
+
+
+# --- data -------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""The embedded run's shared cache: Django's file cache, with ``add`` and ``incr`` atomic across processes.
+
+Without Redis, the web server's processes and the worker share counters
+(rate limits, usage minute counts) through files. Django's FileBasedCache
+does ``add`` and ``incr`` as a read followed by a write, so two processes
+counting at once can both see the old value and one hit is lost: a limit of
+10 lets more through. Here each such read-modify-write holds an exclusive
+lock on one lock file in the cache folder (``flock``, released if a process
+dies), so a count is exact as it is on Redis.
+"""
+import os
+from contextlib import contextmanager
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.files import locks
+
+
+class SharedFileCache(FileBasedCache):
+    @contextmanager
+    def _counter_lock(self):
+        os.makedirs(self._dir, 0o700, exist_ok=True)
+        with open(os.path.join(self._dir, "counters.lock"), "ab") as handle:
+            locks.lock(handle, locks.LOCK_EX)
+            try:
+                yield
+            finally:
+                locks.unlock(handle)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        with self._counter_lock():
+            return super().add(key, value, timeout, version)
+
+    def incr(self, key, delta=1, version=None):
+        with self._counter_lock():
+            return super().incr(key, delta, version)
+
