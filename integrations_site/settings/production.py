@@ -1,11 +1,13 @@
 """Production: refuses to start with a missing or weak secret or an unusable public address.
 
 Each refusal is an ImproperlyConfigured naming the environment variable (never its value when
-it is a secret); every problem found is listed at once.
+it is a secret); every problem found is listed at once, before any of base's settings is built.
 """
 import ipaddress
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import environ
 from cryptography.fernet import Fernet
 from django.core.checks.security.base import (
     SECRET_KEY_INSECURE_PREFIX,
@@ -14,8 +16,10 @@ from django.core.checks.security.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F401,F403
-from .base import env
+env = environ.Env()
+_DOTENV = Path(__file__).resolve().parents[2] / ".env"
+if _DOTENV.exists():  # read as base reads it (the environment wins), so that the checks below see its values
+    environ.Env.read_env(_DOTENV, overwrite=False)
 
 # Words that mark a key copied from an example or a default rather than generated.
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "insecure", "secret-key", "placeholder", "example")
@@ -75,17 +79,19 @@ def callback_url_problem(url: str) -> str | None:
     return None
 
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
-FERNET_KEYS = [key.strip() for key in env.list("FERNET_KEYS", default=[]) if key.strip()]
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+_secret_key = env("DJANGO_SECRET_KEY", default="")
+_fernet_keys = [key.strip() for key in env.list("FERNET_KEYS", default=[]) if key.strip()]
+_allowed_hosts = [host.strip() for host in env.list("DJANGO_ALLOWED_HOSTS", default=[]) if host.strip()]
 # No default here: base's (a loopback address for the embedded run) is never right in production.
-OAUTH_CALLBACK_URL = env("OAUTH_CALLBACK_URL", default="").strip()
+_callback_url = env("OAUTH_CALLBACK_URL", default="").strip()
 
 _problems = [
-    secret_key_problem("DJANGO_SECRET_KEY", SECRET_KEY),
-    fernet_keys_problem(FERNET_KEYS),
-    None if ALLOWED_HOSTS else "The environment variable DJANGO_ALLOWED_HOSTS must be set in production.",
-    callback_url_problem(OAUTH_CALLBACK_URL),
+    secret_key_problem("DJANGO_SECRET_KEY", _secret_key),
+    fernet_keys_problem(_fernet_keys),
+    None if _allowed_hosts else "The environment variable DJANGO_ALLOWED_HOSTS must be set in production.",
+    # Unset, the embedded run's SQLite file would be used.
+    None if env("DATABASE_URL", default="") else "The environment variable DATABASE_URL must be set in production.",
+    callback_url_problem(_callback_url),
 ]
 if env("JWT_SIGNING_KEY", default=""):  # otherwise the tokens are signed with DJANGO_SECRET_KEY
     _problems.append(secret_key_problem("JWT_SIGNING_KEY", env("JWT_SIGNING_KEY")))
@@ -93,6 +99,12 @@ _problems = [problem for problem in _problems if problem]
 if _problems:
     raise ImproperlyConfigured(" ".join(_problems))
 
+from .base import *  # noqa: E402,F401,F403
+
+SECRET_KEY = _secret_key
+FERNET_KEYS = _fernet_keys
+ALLOWED_HOSTS = _allowed_hosts
+OAUTH_CALLBACK_URL = _callback_url
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -102,8 +102,10 @@ def test_a_jwt_signing_key_when_set_follows_the_secret_key_rules():
     accepted(JWT_SIGNING_KEY=secrets.token_urlsafe(50))
 
 
-def test_empty_allowed_hosts_are_refused():
-    assert "DJANGO_ALLOWED_HOSTS must be set" in refusal(DJANGO_ALLOWED_HOSTS="")
+@pytest.mark.parametrize("name, empty", [("DJANGO_ALLOWED_HOSTS", ""), ("DJANGO_ALLOWED_HOSTS", " , "),
+                                         ("DATABASE_URL", "")])
+def test_empty_allowed_hosts_or_database_url_are_refused(name, empty):
+    assert f"{name} must be set" in refusal(**{name: empty})
 
 
 def test_every_problem_is_named_at_once():
