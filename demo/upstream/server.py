@@ -67,7 +67,9 @@ class DemoUpstream:
 
     def start(self) -> "DemoUpstream":
         """Serve in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="demo-upstream", daemon=True)
+        # A short poll interval: stop() returns within it.
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="demo-upstream", daemon=True)
         self._thread.start()
         return self
 
