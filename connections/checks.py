@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM, Actor, audit_record
-from integrations_site import bulk
+from integrations_site import bounds, bulk
 
 from . import adapters, http, usage
 from .choices import CheckError, CheckKind, CheckState, CredentialStatus, HealthState, IntegrationStatus
@@ -68,10 +68,10 @@ def endpoint_url(integration: Integration, endpoint: str) -> str | None:
 
 
 def make_sample(body: bytes):
-    """At most 3 items and 2 KB of a JSON answer, else None."""
+    """At most 3 items and 2 KB of a JSON answer (bounded: integrations_site.bounds), else None."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = bounds.loads(body)
+    except bounds.JsonRefused:
         return None
     if isinstance(data, list):
         data = data[:SAMPLE_ITEMS]
@@ -138,7 +138,7 @@ def _probe_result(url: str, outcome) -> ProbeResult:
         finished = started + timedelta(milliseconds=outcome.elapsed_ms)
     if isinstance(outcome, http.OutboundError):
         return ProbeResult(
-            success=False, error_code=outcome.code, error_message=outcome.message[:500], url=url,
+            success=False, error_code=outcome.code, error_message=bounds.clean_text(outcome.message, 500), url=url,
             started_at=started, finished_at=finished,
             latency_ms=outcome.elapsed_ms,
         )
@@ -318,7 +318,6 @@ def _group_key(values: dict) -> tuple:
     )
 
 
-@transaction.atomic
 def checks_record(
     *, results: dict, kind: str, actor: Actor = SYSTEM, checks: dict | None = None
 ) -> list[ConnectionCheck]:
@@ -328,7 +327,33 @@ def checks_record(
     integration id → an existing queued ConnectionCheck to complete instead of
     creating one. Integrations are locked while their health is updated, so a
     concurrent check cannot lose a failure count.
+
+    A batch holds integrations of many tenants: should its statements fail,
+    each integration is recorded on its own, and one that still fails is
+    logged and left out (its next check records it), so one tenant's result
+    never stops another's from being written. A single result that fails
+    raises.
     """
+    try:
+        with transaction.atomic():
+            return _checks_write(results=results, kind=kind, actor=actor, checks=checks)
+    except Exception:  # noqa: BLE001 (whatever broke the batch, the rows are tried one by one)
+        if len(results) == 1:
+            raise
+        logger.warning("connections.checks.batch_failed integrations=%s: recording them one by one", len(results))
+    written = []
+    for integration_id, result in results.items():
+        one = {integration_id: checks[integration_id]} if checks and integration_id in checks else None
+        try:
+            with transaction.atomic():
+                written += _checks_write(results={integration_id: result}, kind=kind, actor=actor, checks=one)
+        except Exception as exc:  # noqa: BLE001
+            logger.error("connections.checks.record_dropped integration=%s error=%s", integration_id,
+                         type(exc).__name__)
+    return written
+
+
+def _checks_write(*, results: dict, kind: str, actor: Actor, checks: dict | None) -> list[ConnectionCheck]:
     now = timezone.now()
     integrations = _locked_integrations(list(results))
     credentials = _tenant_credentials(list(results))

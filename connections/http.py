@@ -29,7 +29,6 @@ Errors never carry header values, so no secret reaches a message or a log.
 import asyncio
 import functools
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -48,6 +47,8 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 from django.conf import settings
+
+from integrations_site import bounds
 
 logger = logging.getLogger("connections.http")
 
@@ -116,7 +117,8 @@ class OutboundResponse:
     started_at: float = 0.0  # epoch seconds
 
     def json(self):
-        return json.loads(self.body.decode("utf-8"))
+        """The body as JSON, bounded (integrations_site.bounds): ValueError when it is not JSON we keep."""
+        return bounds.loads(self.body)
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 from catalog.choices import CanonicalStatus
+from integrations_site import bounds
 
 from . import adapters, http, usage
 from .checks import endpoint_url
@@ -83,7 +84,7 @@ def extract_items(data, integration: Integration) -> list[tuple[str, str]]:
         raw = _dig(item, integration.status_field)
         if external_id is None or raw is None or isinstance(raw, (dict, list)):
             continue
-        pairs.append((str(external_id)[:255], str(raw)[:255]))
+        pairs.append((bounds.clean_text(external_id, 255), bounds.clean_text(raw, 255)))
     return pairs
 
 

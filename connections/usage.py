@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -20,6 +20,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
+from integrations_site import bounds
 from integrations_site.batching import BackgroundBatcher
 
 from . import http
@@ -80,9 +81,17 @@ def _add_all(rows: list) -> None:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
-    except IntegrityError:
+    except Exception:  # noqa: BLE001 (whatever broke the statement, the rows are tried one by one)
+        # One row the statement cannot write (an integration deleted meanwhile, a sum past its column:
+        # a DataError on PostgreSQL, an OverflowError binding it on SQLite) must not lose the other
+        # tenants' counts: each row alone, and only a failing one is dropped.
         for (integration_id, tenant_id, day), deltas in rows:
-            _apply(integration_id, tenant_id, day, deltas)
+            try:
+                with transaction.atomic():
+                    _apply(integration_id, tenant_id, day, deltas)
+            except Exception as exc:  # noqa: BLE001
+                logger.error("connections.usage.row_dropped integration=%s day=%s error=%s counts=%s",
+                             integration_id, day, type(exc).__name__, deltas)
 
 
 def _apply(integration_id, tenant_id, day, deltas: dict) -> None:
@@ -159,20 +168,23 @@ def record(integration_id, tenant_id, *, requests: int = 0, errors: int = 0, web
                   "cost": Decimal(cost)}, None if enforce_rate else minute))
 
 
+# What one answer may report: far above any real call, and small enough that a day's sum of such
+# answers still fits its column (UsageDaily.tokens is a bigint, cost has 8 integer digits).
+MAX_TOKENS_PER_CALL = 10**12
+MAX_COST_PER_CALL = Decimal(10_000)
+
+
 def reported_usage(integration: Integration, headers: dict) -> tuple[int, Decimal]:
-    """Tokens and cost a response reports in the integration's usage headers (0 when absent or malformed)."""
+    """Tokens and cost a response reports in the integration's usage headers.
+
+    The upstream chooses these values: they are clamped to what one call may
+    report (0 when absent, negative or malformed), so one answer cannot make a
+    batched flush of every tenant's counters fail.
+    """
     token_header = (integration.settings or {}).get("usage_tokens_header", "X-Usage-Tokens").lower()
     cost_header = (integration.settings or {}).get("usage_cost_header", "X-Usage-Cost").lower()
-    try:
-        tokens = max(0, int(headers.get(token_header, 0)))
-    except (TypeError, ValueError):
-        tokens = 0
-    try:
-        cost = max(Decimal(0), Decimal(str(headers.get(cost_header, 0))))
-    except (InvalidOperation, ValueError):
-        cost = Decimal(0)
-    if not cost.is_finite():
-        cost = Decimal(0)
+    tokens = bounds.clamp_int(headers.get(token_header, 0), 0, MAX_TOKENS_PER_CALL)
+    cost = bounds.clamp_decimal(headers.get(cost_header, 0), Decimal(0), MAX_COST_PER_CALL, 6)
     return tokens, cost
 
 

@@ -235,6 +235,58 @@ def test_health_checks_run_writes_one_health_check_per_integration(tenant, provi
     assert len(httpserver.log) == 4
 
 
+HOSTILE_ANSWERS = {
+    "/nul": b'{"ok": true, "note": "a\\u0000b", "k\\u0000": [1]}',  # JSON escapes of NUL
+    "/deep": b"[" * 100_000 + b"]" * 100_000,
+    "/nan": b'{"ok": NaN}',
+}
+
+
+def test_hostile_answers_of_one_tenant_do_not_stop_the_other_tenants_checks(
+    tenant, other_tenant, provider, httpserver
+):
+    """Scheduled checks of many tenants are written together: answers holding NUL, nested 100,000 deep or
+    holding NaN are bounded before they are stored, and every integration's check is recorded."""
+    httpserver.expect_request("/ping").respond_with_json({"ok": True})
+    for path, body in HOSTILE_ANSWERS.items():
+        httpserver.expect_request(path).respond_with_data(body, content_type="application/json")
+    hostile = {path: far_side(tenant, provider, httpserver, 1, path)[0] for path in HOSTILE_ANSWERS}
+    for path, integration in hostile.items():
+        Integration.objects.filter(pk=integration.pk).update(test_endpoint=path)
+    others = far_side(other_tenant, provider, httpserver, 3, "other")
+
+    ran = checks.health_checks_run(integration_ids=[str(i.pk) for i in (*hostile.values(), *others)])
+
+    assert ran == 6
+    rows = {r.integration_id: r for r in ConnectionCheck.objects.filter(kind="health")}
+    assert len(rows) == 6 and all(r.success for r in rows.values())
+    assert rows[hostile["/nul"].pk].sample == {"ok": True, "note": "ab", "k": [1]}
+    assert rows[hostile["/deep"].pk].sample is None and rows[hostile["/nan"].pk].sample is None
+    assert set(Integration.objects.filter(pk__in=rows).values_list("health_state", flat=True)) == {"healthy"}
+
+
+def test_a_result_the_batch_cannot_write_is_left_out_and_the_others_are_recorded(
+    tenant, other_tenant, provider, caplog
+):
+    """Whatever still breaks the batch's statements (here a latency past every integer column, on both
+    databases), the batch is written row by row and only that integration's check is missing."""
+    poisoned = IntegrationFactory(tenant=tenant, provider=provider, name="Poisoned")
+    others = [IntegrationFactory(tenant=other_tenant, provider=provider, name=f"Other {k}") for k in range(3)]
+    results = {i.pk: checks.ProbeResult(success=True, status_code=200, latency_ms=12, attempts=1) for i in others}
+    results[poisoned.pk] = checks.ProbeResult(success=True, status_code=200, latency_ms=2**64, attempts=1)
+
+    with caplog.at_level("ERROR", logger="connections"):
+        written = checks.checks_record(results=results, kind="health")
+
+    assert {c.integration_id for c in written} == {i.pk for i in others}
+    assert set(ConnectionCheck.objects.values_list("integration_id", flat=True)) == {i.pk for i in others}
+    assert set(Integration.objects.filter(pk__in=[i.pk for i in others]).values_list("health_state", flat=True)) == {
+        "healthy"}
+    assert Integration.objects.get(pk=poisoned.pk).health_state == "unknown"
+    dropped = [r.getMessage() for r in caplog.records if "record_dropped" in r.getMessage()]
+    assert len(dropped) == 1 and f"integration={poisoned.pk}" in dropped[0]
+
+
 def test_health_checks_run_writes_in_a_fixed_number_of_queries(tenant, provider, httpserver):
     httpserver.expect_request("/ping").respond_with_json({"ok": True})
     few = far_side(tenant, provider, httpserver, 2, "few")

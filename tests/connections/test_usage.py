@@ -218,6 +218,10 @@ def test_a_connection_failure_counts_a_request_and_an_error(tenant, provider, se
     ({"x-usage-tokens": "-5", "x-usage-cost": "-1"}, (0, Decimal(0))),
     ({"x-usage-tokens": "1e3", "x-usage-cost": "NaN"}, (0, Decimal(0))),
     ({"x-usage-cost": "Infinity"}, (0, Decimal(0))),
+    # What a hostile upstream sends: clamped to what one call may report, never past the columns.
+    ({"x-usage-tokens": "99999999999999999999999999", "x-usage-cost": "1e400"},
+     (usage.MAX_TOKENS_PER_CALL, usage.MAX_COST_PER_CALL)),
+    ({"x-usage-cost": "0.12345678"}, (0, Decimal("0.123457"))),
 ])
 def test_reported_usage_takes_only_sane_numbers(integration, headers, expected):
     assert usage.reported_usage(integration, headers) == expected
@@ -327,3 +331,25 @@ def test_a_refused_test_leaves_the_health_state_alone(tenant, provider, far_side
     integration.refresh_from_db()
     assert (integration.status, integration.health_state) == ("connected", "healthy")
     assert integration.last_error["code"] == "LIMIT_EXCEEDED"
+
+
+def test_a_row_the_flush_cannot_write_is_dropped_and_the_other_tenants_counts_are_written(
+    tenant, other_tenant, provider, caplog
+):
+    """The flush writes every tenant's counts in one statement: one row past its column's range (a DataError
+    on PostgreSQL, an OverflowError on SQLite) must cost only that row."""
+    poisoned = IntegrationFactory(tenant=tenant, provider=provider, name="Poisoned")
+    healthy = [IntegrationFactory(tenant=other_tenant, provider=provider, name=f"Other {k}") for k in range(3)]
+    usage.record(poisoned.pk, tenant.pk, requests=1, tokens=2**64)
+    for k, integration in enumerate(healthy):
+        usage.record(integration.pk, other_tenant.pk, requests=k + 1, webhooks=1)
+    with caplog.at_level("ERROR", logger="connections.usage"):
+        usage.flush()
+    assert [rows(i)[0]["requests"] for i in healthy] == [1, 2, 3]
+    assert all(rows(i)[0]["webhooks"] == 1 for i in healthy)
+    assert rows(poisoned) == []
+    dropped = [r.getMessage() for r in caplog.records if "row_dropped" in r.getMessage()]
+    assert len(dropped) == 1 and f"integration={poisoned.pk}" in dropped[0]
+    usage.record(poisoned.pk, tenant.pk, requests=2)  # the integration itself counts again
+    usage.flush()
+    assert rows(poisoned)[0]["requests"] == 2

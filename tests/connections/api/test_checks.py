@@ -682,3 +682,36 @@ def test_system_test_is_for_super_admins_only(client_for, system_provider, role,
 
 def test_system_test_of_an_unknown_provider_is_404(client_for):
     assert_error(client_for(SUPER_ADMIN).post("/api/v1/admin/providers/nope/test"), 404, "PROVIDER_NOT_FOUND")
+
+
+# --- what a hostile upstream answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, sample", [
+    (b'{"ok": true, "a\\u0000": "b\\u0000c"}', {"ok": True, "a": "bc"}),
+    (b"[" * 100_000 + b"]" * 100_000, None),
+    (b'{"ok": Infinity}', None),
+])
+def test_a_test_against_hostile_json_is_answered_with_a_bounded_sample(api, far, httpserver, body, sample):
+    httpserver.expect_request("/ping").respond_with_data(body, content_type="application/json")
+    response = post_test(api, far)
+    assert response.status_code == 200, response.content
+    assert response.json()["success"] is True and response.json()["sample"] == sample
+    assert ConnectionCheck.objects.get(integration=far).sample == sample
+
+
+def test_a_poll_of_statuses_holding_nul_stores_them_without_it(api, far, status_far):
+    status_far["items"] = [{"id": "a\u0000b", "status": "op\u0000en"}]
+    response = api.post(action_url(far, "poll"))
+    assert response.status_code == 200, response.content
+    assert response.json()["seen"] == 1
+    assert list(ExternalStatus.objects.filter(integration=far).values_list("external_id", "raw_status")) == [
+        ("ab", "open")]
+
+
+def test_a_poll_of_json_nested_too_deep_is_a_typed_error_not_a_500(api, far, httpserver):
+    Integration.objects.filter(pk=far.pk).update(status_endpoint="/deep")
+    httpserver.expect_request("/deep").respond_with_data(b"[" * 100_000 + b"]" * 100_000,
+                                                         content_type="application/json")
+    assert_error(api.post(action_url(far, "poll")), 502, "UNEXPECTED_STATUS")
+    assert not ExternalStatus.objects.filter(integration=far).exists()
