@@ -1,12 +1,52 @@
+import re
+
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+
 
 class LimitOffsetEnvelopePagination(LimitOffsetPagination):
-    """``limit`` (default 50, max 100) and ``offset``; the contract's list envelope."""
+    """``limit`` (default 50, max 100) and ``offset``; the contract's list envelope.
+
+    DRF falls back to the defaults for a value it cannot read; here ``limit``
+    must be a whole number from 1 (larger than 100 is served as 100) and
+    ``offset`` one from 0, each given once, else 400 VALIDATION_ERROR naming it.
+    """
 
     default_limit = 50
     max_limit = 100
+
+    def paginate_queryset(self, queryset, request, view=None):
+        problems = {}
+        self._limit = self._read(request, self.limit_query_param, minimum=1, default=self.default_limit,
+                                 problems=problems)
+        self._offset = self._read(request, self.offset_query_param, minimum=0, default=0, problems=problems)
+        if problems:
+            raise ValidationError(problems)
+        return super().paginate_queryset(queryset, request, view)
+
+    @staticmethod
+    def _read(request, name: str, *, minimum: int, default: int, problems: dict) -> int:
+        values = request.query_params.getlist(name)
+        if not values:
+            return default
+        if len(values) > 1:
+            problems[name] = ["Give this parameter once."]
+        elif not INTEGER.fullmatch(values[0]):
+            problems[name] = ["A whole number is required."]
+        elif int(values[0]) < minimum:
+            problems[name] = [f"Must be at least {minimum}."]
+        else:
+            return int(values[0])
+        return default
+
+    def get_limit(self, request):
+        return min(self._limit, self.max_limit)
+
+    def get_offset(self, request):
+        return self._offset
 
     def get_paginated_response(self, data):
         next_offset = self.offset + self.limit
@@ -21,6 +61,25 @@ class LimitOffsetEnvelopePagination(LimitOffsetPagination):
                 "next_offset": next_offset if has_more else None,
             }
         )
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.limit_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Results per page, default {self.default_limit}; more than {self.max_limit} "
+                               f"is served as {self.max_limit}.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": self.offset_query_param,
+                "required": False,
+                "in": "query",
+                "description": "How many results to skip.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        ]
 
     def get_paginated_response_schema(self, schema):
         return {
