@@ -3,7 +3,7 @@ from django.core.exceptions import FieldDoesNotExist
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 
-from .serializers import ErrorEnvelopeSerializer
+from .serializers import ErrorEnvelopeSerializer, StrictFieldsMixin
 
 ERROR_STATUSES = {
     "400": "Validation error (VALIDATION_ERROR, URL_NOT_ALLOWED, …)",
@@ -34,6 +34,14 @@ class AutoSchema(BaseAutoSchema):
         if field.read_only and getattr(field, "allow_blank", True) is False and _model_field_allows_blank(field):
             field.allow_blank = True
         return super()._map_serializer_field(field, direction, bypass_extensions=bypass_extensions)
+
+    def _map_basic_serializer(self, serializer, direction):
+        # A strict serializer answers an unknown or read-only field with 400 VALIDATION_ERROR (README:
+        # "Unknown fields are rejected"), so its request schema admits no other property.
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, StrictFieldsMixin):
+            schema["additionalProperties"] = False
+        return schema
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction=direction)
