@@ -1,10 +1,10 @@
-import json
 
 from django import forms
 from django.contrib import admin
 from django.db.models.functions import Length
 from django.utils.html import format_html
 
+from integrations_site import bounds
 from integrations_site.admin import (
     ReadOnlyAdmin,
     SecretOnceAddMixin,
@@ -128,8 +128,8 @@ class WebhookEventAdmin(ServiceAdminMixin, ReadOnlyAdmin):
         except UnicodeDecodeError:
             return format_html("<i>{} bytes, not UTF-8</i>", len(raw))
         try:
-            return json_block(json.loads(text))
-        except ValueError:
+            return json_block(bounds.loads(raw))
+        except bounds.JsonRefused:  # not JSON, or not JSON we parse (too deep): shown as the text it is
             return format_html("<pre>{}</pre>", text)
 
     @admin.display(description="headers (Authorization and cookies are never stored)")

@@ -24,6 +24,7 @@ from django.utils import timezone
 from audit.services import Actor, audit_record
 from connections.choices import UpdateMethod
 from connections.polling import PollError, extract_items, statuses_store
+from integrations_site import bounds
 from integrations_site.api.errors import ConflictError, ValidationFailed
 
 from . import signatures
@@ -341,28 +342,45 @@ def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conte
     raise IntegrityError(f"webhook event dedupe conflict on endpoint {endpoint.pk} could not be resolved")
 
 
+class PermanentEventError(Exception):
+    """Processing this event can never succeed (its body is not JSON we keep, its shape is not one the
+    integration reads): it fails at once with the reason instead of being retried."""
+
+
 def parse_body(body: bytes, content_type: str):
-    """JSON or form bodies (a form's ``payload`` field holding JSON is unpacked, as Slack sends it).
+    """JSON or form bodies (a form's ``payload`` field holding JSON is unpacked, as Slack sends it), bounded
+    as everything from outside is (integrations_site.bounds); PermanentEventError when it cannot be read.
 
     An empty body (some senders ping with one) holds nothing: None.
     """
     if not body.strip():
         return None
     kind = content_type.split(";", 1)[0].strip().lower()
-    text = body.decode("utf-8")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PermanentEventError("The body is not UTF-8 text.") from None
     if kind == "application/x-www-form-urlencoded":
-        form = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(text, keep_blank_values=True).items()}
+        form = {bounds.clean_text(k): bounds.clean_text(v[0]) if len(v) == 1 else [bounds.clean_text(x) for x in v]
+                for k, v in parse_qs(text, keep_blank_values=True).items()}
         if isinstance(form.get("payload"), str):
             try:
-                return json.loads(form["payload"])
-            except ValueError:
+                return bounds.loads(form["payload"])
+            except bounds.JsonRefused:
                 pass
         return form
-    return json.loads(text)
+    try:
+        return bounds.loads(body)
+    except bounds.JsonRefused as exc:
+        raise PermanentEventError(f"The body cannot be read: {exc}.") from None
 
 
 def handle_event(event: WebhookEvent) -> dict:
-    """Dispatch by the integration's handler; returns what the processing did."""
+    """Dispatch by the integration's handler; returns what the processing did.
+
+    PermanentEventError when the body cannot be read or holds no status items where the integration
+    looks for them; any other exception is taken as transient (the database, a lock) and retried.
+    """
     integration = event.endpoint.integration
     data = parse_body(bytes(event.body), event.content_type)
     if data is None or integration.update_method != UpdateMethod.WEBHOOK or integration.deleted_at is not None:
@@ -372,8 +390,8 @@ def handle_event(event: WebhookEvent) -> dict:
         data = [data]
     try:
         pairs = extract_items(data, integration)
-    except PollError:
-        return {"handled": "recorded", "statuses": 0}
+    except PollError as exc:
+        raise PermanentEventError(exc.message) from None
     result = statuses_store(integration=integration, pairs=pairs)
     return {"handled": "statuses", **result.as_dict()}
 
@@ -408,13 +426,15 @@ def event_process(*, event_id) -> str | None:
         try:
             with transaction.atomic():
                 result = handle_event(event)
-        except Exception as exc:  # any handler failure is retried on the schedule
-            delay = retry_delay(event.attempts)
-            event.last_error = f"{type(exc).__name__}: {str(exc)[:500]}"
+        except Exception as exc:  # a permanent failure fails now; any other is retried on the schedule
+            permanent = isinstance(exc, PermanentEventError)
+            delay = None if permanent else retry_delay(event.attempts)
+            event.last_error = bounds.clean_text(str(exc) if permanent else f"{type(exc).__name__}: {exc}", 500)
             if delay is None:
                 event.status = EventStatus.FAILED
                 event.next_attempt_at = None
-                logger.warning("webhooks.event.failed event=%s attempts=%s", event.pk, event.attempts)
+                logger.warning("webhooks.event.failed event=%s attempts=%s permanent=%s", event.pk, event.attempts,
+                               permanent)
             else:
                 event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
                 transaction.on_commit(lambda: _schedule_retry(event.pk, delay))

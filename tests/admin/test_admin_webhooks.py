@@ -150,6 +150,13 @@ def test_the_event_page_shows_other_bodies_safely(staff_client, endpoint):
     assert "9 bytes, not UTF-8" in staff_client.get(url(WebhookEvent, "change", binary.pk)).content.decode()
 
 
+def test_the_event_page_shows_a_body_nested_too_deep_to_pretty_print_as_text(staff_client, endpoint):
+    deep = accept(endpoint, b"[" * 100_000 + b"]" * 100_000)
+    response = staff_client.get(url(WebhookEvent, "change", deep.pk))
+    assert response.status_code == 200
+    assert "<pre>" + "[" * 1000 in response.content.decode()
+
+
 def test_the_event_list_and_its_filters_render(staff_client, endpoint):
     event = accept(endpoint, b"{}")
     base = url(WebhookEvent, "changelist")

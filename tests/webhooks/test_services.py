@@ -139,11 +139,12 @@ def test_parse_body_reads_json_forms_and_slack_payloads():
     assert services.parse_body(b"payload=not-json", "application/x-www-form-urlencoded") == {"payload": "not-json"}
 
 
-def test_a_status_payload_without_a_list_is_recorded_not_failed(endpoint, webhook_integration):
+def test_a_status_payload_without_a_list_fails_at_once_with_the_reason(endpoint, webhook_integration):
     event = accept(endpoint, {"type": "ping"})
-    assert services.event_process(event_id=event.pk) == "processed"
+    assert services.event_process(event_id=event.pk) == "failed"
     event.refresh_from_db()
-    assert event.result == {"handled": "recorded", "statuses": 0}
+    assert (event.attempts, event.next_attempt_at, event.processed_at) == (1, None, None)
+    assert "no list of items" in event.last_error
     assert not ExternalStatus.objects.exists()
 
 
@@ -175,20 +176,45 @@ def test_an_unknown_event_id_is_nothing_to_do(db):
     assert services.event_process(event_id=uuid.uuid4()) is None
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe not utf-8"])
-def test_a_handler_failure_is_retried_after_about_five_seconds(endpoint, body):
+@pytest.mark.parametrize("body, reason", [
+    (b"{not json", "not JSON"),
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+])
+def test_a_body_that_cannot_be_read_fails_at_once_with_the_reason(endpoint, body, reason):
+    """A permanent failure: retrying an unreadable body on the six-step schedule would change nothing."""
     event = accept(endpoint, body)
+    assert services.event_process(event_id=event.pk) == "failed"
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.next_attempt_at) == ("failed", 1, None)
+    assert reason in event.last_error
+    assert services.event_process(event_id=event.pk) is None
+
+
+@pytest.fixture
+def database_hiccup(monkeypatch):
+    """A transient failure while the event's statuses are stored (the database refusing the statement)."""
+    from django.db import OperationalError
+
+    def refuse(*, integration, pairs):
+        raise OperationalError("could not obtain lock")
+
+    monkeypatch.setattr(services, "statuses_store", refuse)
+
+
+def test_a_transient_failure_is_retried_after_about_five_seconds(endpoint, database_hiccup):
+    event = accept(endpoint, {"id": "sku-1", "status": "open"})
     before = timezone.now()
     assert services.event_process(event_id=event.pk) == "pending"
     event.refresh_from_db()
     assert event.status == "pending" and event.attempts == 1 and event.processed_at is None
-    assert event.last_error.split(":")[0] in {"JSONDecodeError", "UnicodeDecodeError"}
+    assert event.last_error.startswith("OperationalError")
     wait = (event.next_attempt_at - before).total_seconds()
     assert 4 <= wait <= 5.6  # 5 s ± 10 % jitter
 
 
-def test_after_the_last_scheduled_try_the_event_is_failed(endpoint, settings):
-    event = accept(endpoint, b"{broken")
+def test_after_the_last_scheduled_try_the_event_is_failed(endpoint, settings, database_hiccup):
+    event = accept(endpoint, {"id": "sku-1", "status": "open"})
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
     waits = []
     for attempt in range(1, len(schedule) + 1):
@@ -201,7 +227,7 @@ def test_after_the_last_scheduled_try_the_event_is_failed(endpoint, settings):
     assert services.event_process(event_id=event.pk) == "failed"
     event.refresh_from_db()
     assert event.status == "failed" and event.attempts == len(schedule) + 1
-    assert event.next_attempt_at is None and event.last_error.startswith("JSONDecodeError")
+    assert event.next_attempt_at is None and event.last_error.startswith("OperationalError")
     assert services.event_process(event_id=event.pk) is None
 
 
