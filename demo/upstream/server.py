@@ -148,7 +148,6 @@ def _handler_class(upstream: DemoUpstream):
                 return
             # A stream: no length, the end of the connection ends the body.
             self.send_header("Connection", "close")
-            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.close_connection = True
             try:

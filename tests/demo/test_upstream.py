@@ -27,6 +27,8 @@ from demo.upstream import (
     SHIPPING_USERNAME,
     UNKNOWN_STATUS,
     DemoUpstream,
+    Response,
+    Route,
     WebhookSender,
 )
 from demo.upstream.api import INVENTORY_STATUSES
@@ -57,6 +59,19 @@ def test_unknown_paths_are_404_and_other_methods_405(upstream):
     assert call(upstream.url("/nowhere")).status == 404
     wrong = call(upstream.url("/health"), "POST", form={})
     assert wrong.status == 405 and wrong.headers["allow"] == "GET"
+
+
+def test_the_route_table_takes_new_routes_and_streams(upstream):
+    events = [b"id: 1\ndata: {\"id\": \"SKU-001\", \"status\": \"sold\"}\n\n", b"id: 2\ndata: {}\n\n"]
+    upstream.routes[("GET", "/inventory/stream")] = Route(
+        lambda request: Response(200, content_type="text/event-stream", stream=iter(events)), auth="api_key")
+
+    assert call(upstream.url("/inventory/stream")).status == 401
+    answer = call(upstream.url("/inventory/stream"), headers={"X-API-Key": INVENTORY_API_KEY})
+
+    assert answer.status == 200 and answer.headers["content-type"] == "text/event-stream"
+    assert "content-length" not in answer.headers and answer.headers["connection"] == "close"
+    assert answer.body == b"".join(events)
 
 
 def inventory(upstream) -> dict[str, str]:
