@@ -2,6 +2,9 @@ from django.db import models
 
 from catalog.choices import SignatureScheme  # noqa: F401  (one list of schemes for the catalog and endpoints)
 
+# What an endpoint path is made of (the model's SlugField); anything else at /hooks/ is no endpoint.
+PATH_CHARS = r"[A-Za-z0-9_-]{1,100}"
+
 
 class EventStatus(models.TextChoices):
     PENDING = "pending", "Pending"

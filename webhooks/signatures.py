@@ -10,11 +10,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import secrets as pysecrets
 import time
 
 from catalog.choices import SignatureScheme
+from integrations_site import bounds
 
 DEFAULT_HMAC_HEADER = "x-signature"
 
@@ -78,10 +78,16 @@ def _id(value: str) -> str | None:
 
 
 class Scheme:
-    """Verify a delivery and name its dedupe key; subclasses fill in the scheme."""
+    """Verify a delivery and name its dedupe key; subclasses fill in the scheme.
+
+    ``delivery_id`` is the sender's id for a delivery, used as its dedupe key
+    only where the signature covers it (``id_signed``): an id in an unsigned
+    header could be changed to replay a captured delivery.
+    """
 
     name = ""
     delivery_id_header = ""
+    id_signed = False
 
     def verify(self, *, secrets: list[str], headers: dict, body: bytes, tolerance: int, now: float,
                signature_header: str = "") -> None:
@@ -114,6 +120,7 @@ class StandardWebhooks(Scheme):
 
     name = SignatureScheme.STANDARD_WEBHOOKS
     delivery_id_header = "webhook-id"
+    id_signed = True  # the signed content is id.timestamp.body
 
     @staticmethod
     def key(secret: str) -> bytes:
@@ -164,12 +171,15 @@ class Stripe(Scheme):
         if not _any_match([_hmac(s.encode(), content) for s in secrets], given):
             raise SignatureError("signature mismatch")
 
+    id_signed = True  # the event's id is in the signed body
+
     def delivery_id(self, headers, body):
         try:
-            event_id = json.loads(body).get("id")
-        except (ValueError, AttributeError, UnicodeDecodeError):
+            data = bounds.loads(body)
+        except bounds.JsonRefused:  # not JSON, or nested too deep to read: the body's hash stands for it
             return None
-        return _id(str(event_id)) if event_id else None
+        event_id = data.get("id") if isinstance(data, dict) else None
+        return _id(str(event_id)) if isinstance(event_id, (str, int)) and event_id != "" else None
 
     def new_secret(self) -> str:
         return "whsec_" + pysecrets.token_urlsafe(32)
@@ -237,8 +247,15 @@ def verify(scheme: str, *, secrets: list[str], headers: dict, body: bytes, toler
 
 
 def dedupe_key(scheme: str, headers: dict, body: bytes) -> str:
-    """The scheme's delivery id when the sender gives one, else a hash of the body."""
-    return SCHEMES[scheme].delivery_id(headers, body) or "sha256:" + hashlib.sha256(body).hexdigest()
+    """The delivery's signed id when the scheme signs one (standard_webhooks, stripe), else a hash of the body.
+
+    GitHub's and Shopify's delivery id headers are not signed and their schemes carry no signed
+    timestamp: keyed by the body's digest, a captured delivery sent again with another id header is
+    still the duplicate it is (for as long as the event is kept).
+    """
+    chosen = SCHEMES[scheme]
+    delivery_id = chosen.delivery_id(headers, body) if chosen.id_signed else None
+    return delivery_id or "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def new_secret(scheme: str) -> str:

@@ -5,6 +5,7 @@ lookup, signature check on the raw bytes, one INSERT committed before the
 answer, and a batched hand-off to the queue.
 """
 import logging
+import re
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -14,9 +15,11 @@ from connections import usage
 from integrations_site.api.errors import envelope
 
 from . import handoff, services, signatures
+from .choices import PATH_CHARS
 from .models import WebhookEndpoint
 
 logger = logging.getLogger("webhooks")
+_PATH = re.compile(PATH_CHARS)
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JsonResponse:
@@ -63,7 +66,8 @@ def receive(request, path: str):
         response = _error(405, "METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.')
         response["Allow"] = "POST"
         return response
-    endpoint = services.endpoint_for_path(path)
+    # A path no endpoint can have (NUL, other bytes, too long) is answered before any lookup.
+    endpoint = services.endpoint_for_path(path) if _PATH.fullmatch(path) else None
     if endpoint is None:
         return _error(404, "NOT_FOUND", "No webhook endpoint at this path.")
 

@@ -1,4 +1,5 @@
 """The public receiver ``POST /hooks/{path}``: routing, limits, dedupe, what is stored, and the hand-off."""
+import hashlib
 import http.client
 import io
 import json
@@ -238,8 +239,8 @@ def _deliver_twice(client, endpoint, secret, scheme):
 
 @pytest.mark.parametrize("scheme, expected_key", [
     ("standard_webhooks", "delivery-1"),
-    ("github", "delivery-1"),
-    ("shopify", "delivery-1"),
+    ("github", "BODY_HASH"),  # the delivery id header is not signed
+    ("shopify", "BODY_HASH"),
     ("stripe", "EVENT_ID"),
     ("hmac_sha256", "BODY_HASH"),
     ("slack", "BODY_HASH"),
@@ -283,11 +284,28 @@ def test_a_stripe_body_without_an_event_id_is_deduped_by_its_hash(client, make_e
     assert WebhookEvent.objects.get().dedupe_key.startswith("sha256:")
 
 
-def test_a_new_delivery_id_with_the_same_body_is_a_new_event(client, make_endpoint):
-    endpoint, secret = make_endpoint("github")
+@pytest.mark.parametrize("scheme", ["github", "shopify", "hmac_sha256"])
+def test_a_captured_delivery_sent_again_with_another_id_header_is_a_duplicate(client, make_endpoint, scheme):
+    """Schemes that sign neither an id nor a timestamp: changing the unsigned id header replays nothing."""
+    endpoint, secret = make_endpoint(scheme)
     body = body_of()
-    assert post(client, endpoint, body, signed_headers("github", secret, body, msg_id="a")).status_code == 202
-    assert post(client, endpoint, body, signed_headers("github", secret, body, msg_id="b")).status_code == 202
+    captured = signed_headers(scheme, secret, body, msg_id="a")
+    first = post(client, endpoint, body, captured)
+    assert first.status_code == 202
+    for header in ("X-GitHub-Delivery", "X-Shopify-Webhook-Id"):
+        again = post(client, endpoint, body, {**captured, header: "b"})
+        assert again.status_code == 200 and again.json() == {"status": "duplicate",
+                                                             "event_id": first.json()["event_id"]}
+    assert WebhookEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize("scheme", ["standard_webhooks", "stripe"])
+def test_a_new_signed_delivery_id_with_the_same_body_is_a_new_event(client, make_endpoint, scheme):
+    endpoint, secret = make_endpoint(scheme)
+    for msg_id in ("a", "b"):
+        body = body_of() if scheme != "stripe" else json.dumps({"id": f"evt_{msg_id}", "n": 1}).encode()
+        response = post(client, endpoint, body, signed_headers(scheme, secret, body, msg_id=msg_id))
+        assert response.status_code == 202, response.content
     assert WebhookEvent.objects.count() == 2
 
 
@@ -297,7 +315,7 @@ def test_dedupe_is_per_endpoint(client, make_endpoint):
     for endpoint, secret in ((one, s1), (two, s2)):
         response = post(client, endpoint, body, signed_headers("github", secret, body, msg_id="same"))
         assert response.status_code == 202
-    assert WebhookEvent.objects.count() == 2
+    assert WebhookEvent.objects.count() == 2  # the same body at two endpoints is two deliveries
 
 
 @pytest.mark.parametrize("scheme", ["github", "hmac_sha256"])
@@ -472,3 +490,31 @@ def test_over_real_http_mixed_case_headers_verify_and_the_event_is_stored(live_s
     conn.close()
     assert answer.status == 202, payload
     assert bytes(WebhookEvent.objects.get(pk=payload["event_id"]).body) == body
+
+
+# --- malformed requests from strangers: a 4xx, never a 500 ------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/hooks/%00", "/hooks/abc%00def", "/hooks/%FF%FE", "/hooks/" + "a" * 101,
+                                  "/hooks/caf%C3%A9", "/hooks/a%20b"])
+def test_a_path_no_endpoint_can_have_is_a_404(client, db, path, caplog):
+    with caplog.at_level("ERROR"):
+        response = client.post(path, b"{}", content_type="application/json")
+    assert_envelope(response, 404, "NOT_FOUND")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_stripe_body_nested_too_deep_to_read_an_id_is_keyed_by_its_hash(client, make_endpoint):
+    """Reading Stripe's event id parses the body before anything else is known of it: a deeply nested body
+    must not break that (without a secret it never gets past the signature; with one it is a delivery)."""
+    endpoint, secret = make_endpoint("stripe")
+    body = b"[" * 100_000 + b"]" * 100_000
+    unsigned = post(client, endpoint, body, {"Stripe-Signature": "t=1,v1=00"})
+    assert_envelope(unsigned, 401, "SIGNATURE_INVALID")
+    signed = post(client, endpoint, body, signed_headers("stripe", secret, body, raw=True))
+    assert signed.status_code == 202, signed.content
+    assert WebhookEvent.objects.get().dedupe_key == "sha256:" + hashlib.sha256(body).hexdigest()
+    # An endpoint that does not verify signatures reads the id of any stranger's body.
+    open_endpoint, _ = make_endpoint("stripe", verify_signature=False)
+    assert post(client, open_endpoint, body, {}).status_code == 202
+    assert post(client, open_endpoint, body, {}).status_code == 200  # the same body: a duplicate
