@@ -245,11 +245,8 @@ def webhook_secret_rotate(
 
 
 def filtered_headers(headers: dict) -> dict:
-    """Headers worth keeping: no credentials or cookies, and no NUL (PostgreSQL text cannot hold it)."""
-    return {
-        k.replace("\x00", ""): v.replace("\x00", "")
-        for k, v in headers.items() if k.lower() not in DROPPED_HEADERS
-    }
+    """Headers worth keeping: no credentials or cookies, bounded (no NUL, values cut; integrations_site.bounds)."""
+    return bounds.clean_headers({k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS})
 
 
 _ACCEPT_FIELDS = ("id", "endpoint", "tenant", "dedupe_key", "body", "content_type", "headers", "source_ip",
