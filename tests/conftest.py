@@ -23,6 +23,7 @@ from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
 from tests.tenants.factories import MembershipFactory, TenantFactory, UserFactory
 
+
 def pytest_collection_modifyitems(config, items):
     """The embedded pass (SQLite) leaves out the tests of a database server's own behaviour, and says
     so in the summary; every other test runs on both databases."""

@@ -184,10 +184,14 @@ def test_seed_demo_builds_the_catalog_tenant_users_and_integration():
     assert roles == {"demo-admin": "tenant_admin", "demo-manager": "integration_manager", "demo-member": "member"}
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.is_superuser
-    integration = Integration.objects.for_tenant(tenant).live().get()
+    live = Integration.objects.for_tenant(tenant).live()
+    assert set(live.values_list("name", flat=True)) == {"Demo inventory API", "Demo payments", "Demo shipping",
+                                                        "Demo CRM"}
+    integration = live.get(name="Demo inventory API")
     assert integration.provider == generic and integration.status == "pending"
-    assert integration.versions.count() == 1
-    assert AuditEvent.objects.filter(action="integration.created", actor="system").count() == 1
+    assert integration.versions.count() == 2  # created, then its credential set
+    assert integration.credentials.filter(user__isnull=True, payload__isnull=False).exists()
+    assert AuditEvent.objects.filter(action="integration.created", actor="system").count() == 4
 
 
 @pytest.mark.django_db
