@@ -176,7 +176,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Provider catalog, tenant integrations with encrypted credentials, "
         "connection checks, webhooks and audit trail. Every error is answered "
-        "as {\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}."
+        "as {\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}. "
+        "A body field the endpoint does not accept, or a query parameter value it cannot read, is a 400 "
+        "VALIDATION_ERROR naming it; so is text holding a NUL character (U+0000)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
