@@ -51,8 +51,24 @@ ensure_deps() {
     touch "${stamp}"
 }
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    say "chromium is missing: installing it with apt-get"
+    local sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || { say "not root and no sudo: install chromium by hand"; exit 1; }
+        sudo=(sudo)
+    fi
+    local apt_opts=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq \
+        --no-install-recommends chromium >&2
+}
+
 ensure_venv
 ensure_deps requirements.txt requirements-dev.txt
+ensure_chromium
 
 if [[ "${IH_SKIP_SERVICES:-0}" != "1" ]]; then
     services_env="$(bash "${ROOT}/scripts/services.sh" start)"
