@@ -13,17 +13,10 @@ from hypothesis import strategies as st
 from connections import tasks, usage
 from connections.models import ConnectionCheck, ExternalStatus, Integration, UsageDaily
 from tests.connections.factories import IntegrationFactory
+from tests.strategies import json_leaves, json_values
 
 pytestmark = pytest.mark.django_db
 
-json_leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
-)
-json_values = st.recursive(
-    json_leaves, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=30,
-)
 NUMBERISH = st.one_of(st.text(string.digits + "-.e+", max_size=40), st.sampled_from(
     ["99999999999999999999999999", "1e400", "-1", "NaN", "Infinity", "0x10", "١٢٣"]))
 

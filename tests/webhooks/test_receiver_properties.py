@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog.choices import SignatureScheme
+from tests.strategies import json_values
 from tests.webhooks.signing import signed_headers
 from webhooks import tasks
 from webhooks.models import WebhookEvent
@@ -24,14 +25,6 @@ HEADER_NAME = st.text(string.ascii_letters + string.digits + "-", min_size=1, ma
 # Header values as a WSGI server hands them over (latin-1 text), control characters included.
 HEADER_VALUE = st.text(st.characters(max_codepoint=255, exclude_characters="\r\n"), max_size=200)
 
-json_leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
-)
-json_values = st.recursive(
-    json_leaves, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=30,
-)
 
 
 @st.composite
