@@ -20,6 +20,7 @@ from integrations_site.api.errors import (
     UrlNotAllowed,
     ValidationFailed,
 )
+from integrations_site.api.serializers import ErrorEnvelopeSerializer
 from integrations_site.api.viewsets import TenantScopedViewSet
 
 from .. import checks, oauth, polling, selectors, services, usage
@@ -65,7 +66,9 @@ from .serializers import (
     validate_credential_input,
 )
 
-ASYNC_PARAM = OpenApiParameter("async", int, OpenApiParameter.QUERY, description="1 to queue and answer 202.")
+ASYNC_PARAM = OpenApiParameter(
+    "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
+)
 INTEGRATION_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Integration id (UUID).")
 INTEGRATION_PK = OpenApiParameter("integration_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
                                   description="Integration id.")
@@ -211,7 +214,15 @@ class IntegrationViewSet(
         return Response(selectors.integration_health(self.get_object()))
 
     @extend_schema(
-        request=None, parameters=[ASYNC_PARAM], responses={200: PollResultSerializer, 202: QueuedPollSerializer}
+        request=None, parameters=[ASYNC_PARAM],
+        responses={
+            200: PollResultSerializer, 202: QueuedPollSerializer,
+            502: OpenApiResponse(
+                ErrorEnvelopeSerializer,
+                description="The status endpoint failed (CONNECTION_FAILED, TIMEOUT, INVALID_CREDENTIALS, "
+                            "UNEXPECTED_STATUS, RESPONSE_TOO_LARGE).",
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def poll(self, request, pk=None):
@@ -297,8 +308,17 @@ class IntegrationViewSet(
         return Response(connection_data(selectors.tenant_credential_of(integration)))
 
 
+ASYNC_SPELLINGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _wants_async(request) -> bool:
-    return request.query_params.get("async", "").lower() in ("1", "true", "yes")
+    """``?async=1`` queues; an unreadable value is a 400 naming the parameter, not a silent run now."""
+    value = request.query_params.get("async")
+    if value is None:
+        return False
+    if value.lower() not in ASYNC_SPELLINGS:
+        raise ValidationFailed("async: use 1 (queue) or 0.", details={"async": ["Must be 1 or 0 (true or false)."]})
+    return ASYNC_SPELLINGS[value.lower()]
 
 
 def poll_error_response(exc) -> ApiError:
