@@ -26,12 +26,15 @@ ERROR_STATUSES = {
 # drf-spectacular documents a JSONField as "any value" and a validated CharField as any string; these
 # validators (catalog/validators.py) accept much less, and the request schemas say so.
 
-# An absolute http(s) URL as Django's URLValidator and validate_http_url take it: a host with a top-level
-# domain, an optional port, no credentials, no whitespace.
-HTTP_URL_PATTERN = (
-    r"[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-    r"(?::[0-9]{1,5})?(?:[/?#]\S*)?"
+# An absolute URL as Django's URLValidator takes it (http, https, ftp, ftps: any case), narrowed to the common
+# form: a host with a top-level domain, an optional port, no credentials, no whitespace. ``format: uri``
+# alone admits much that the validator refuses ("sha256:", "a:b").
+URL_HOST_PART = (
+    r"://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::[0-9]{1,5})?(?:[/?#]\S*)?"
 )
+ANY_URL_PATTERN = r"(?:[Hh][Tt][Tt][Pp][Ss]?|[Ff][Tt][Pp][Ss]?)" + URL_HOST_PART
+# validate_http_url: http(s) only.
+HTTP_URL_PATTERN = r"[Hh][Tt][Tt][Pp][Ss]?" + URL_HOST_PART
 STRING_LIST = {"type": "array", "items": {"type": "string"}}
 VALIDATOR_SCHEMAS = {
     catalog_validators.validate_string_list: STRING_LIST,
@@ -136,6 +139,10 @@ DECIMAL_PATTERN = r"^-?(?:\d{{1,{whole}}}(?:\.\d{{0,{places}}})?|\.\d{{1,{places
 
 def _validated_shape(field, schema: dict) -> dict:
     """``schema`` narrowed to what the field's validators accept (request bodies only)."""
+    if isinstance(field, serializers.URLField):
+        for branch in schema.get("oneOf", [schema]):
+            if branch.get("format") == "uri":
+                branch["pattern"] = f"^{ANY_URL_PATTERN}$"
     for validator in getattr(field, "validators", ()):
         shape = next((copy.deepcopy(shape) for known, shape in VALIDATOR_SCHEMAS.items() if validator is known), None)
         if shape is not None:

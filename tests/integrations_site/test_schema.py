@@ -236,3 +236,25 @@ def test_the_ops_answers_match_the_document(client, openapi, settings):
     scheme = openapi["components"]["securitySchemes"]["metricsToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
 
+
+
+def test_a_poll_whose_status_endpoint_fails_is_documented_as_502(openapi):
+    responses = openapi["paths"]["/api/v1/integrations/{id}/poll"]["post"]["responses"]
+    assert {"200", "202", "502"} <= set(responses)
+    assert responses["502"]["content"]["application/json"]["schema"]["$ref"] == ERROR_ENVELOPE_REF
+
+
+def test_request_bodies_of_strict_serializers_admit_no_other_field(openapi):
+    schemas = openapi["components"]["schemas"]
+    for name in ("IntegrationRequest", "PatchedIntegrationRequest", "WebhookEndpointRequest", "ApiKeyRequest",
+                 "TokenObtainRequest", "BearerCredentialRequest", "PatchedTenantRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+
+def test_list_parameters_say_what_the_api_accepts(openapi):
+    parameters = {p["name"]: p for p in openapi["paths"]["/api/v1/integrations/"]["get"]["parameters"]}
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1}
+    assert parameters["offset"]["schema"] == {"type": "integer", "minimum": 0}
+    ordering = parameters["ordering"]
+    assert (ordering["style"], ordering["explode"]) == ("form", False)
+    assert {"name", "-name", "created_at", "-created_at"} <= set(ordering["schema"]["items"]["enum"])
