@@ -16,7 +16,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.models import AuditEvent
 from connections import usage
-from integrations_site import bulk, crypto
+from integrations_site import bulk, crypto, queueing
 from tenants.authentication import TENANT_CLAIM
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
@@ -160,6 +160,38 @@ class _SecretLogGuard(logging.Handler):
         for secret in STORED_SECRETS:
             if secret in text:
                 self.leaks.append(f"{record.name}: {record.levelname}")
+
+
+class SentTasks(dict):
+    """Tasks sent through ``integrations_site.queueing``, recorded instead of sent to a broker.
+
+    ``sent_tasks[name]`` is the live list of what was sent under that task name: the argument of a
+    one-argument task (ids, a check id), else the tuple of arguments. ``broker_down = True`` makes
+    sending fail as an unreachable broker does; ``on_send(name, args)`` runs as each task is sent.
+    """
+
+    broker_down = False
+    on_send = None
+
+    def __missing__(self, name):
+        self[name] = []
+        return self[name]
+
+    def record(self, name: str, args: list, countdown) -> None:
+        if self.broker_down:
+            from kombu.exceptions import OperationalError
+
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        if self.on_send is not None:
+            self.on_send(name, args)
+        self[name].append(args[0] if len(args) == 1 else tuple(args))
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch):
+    sent = SentTasks()
+    monkeypatch.setattr(queueing, "_send", sent.record)
+    return sent
 
 
 @pytest.fixture

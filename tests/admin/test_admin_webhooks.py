@@ -12,15 +12,13 @@ from audit.services import SYSTEM
 from tests.helpers import raw_value
 from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookEvent
-from webhooks.tasks import process_webhook_events
+from webhooks.services.handoff import PROCESS_EVENTS
 
 
 @pytest.fixture(autouse=True)
-def recorded_queue(settings, monkeypatch):
+def recorded_queue(settings, sent_tasks):
     settings.WEBHOOK_HANDOFF = "immediate"
-    sent = []
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: sent.append(list(ids)))
-    return sent
+    return sent_tasks[PROCESS_EVENTS]
 
 
 def url(model, view, *args):

@@ -38,7 +38,7 @@ from tests.connections.factories import IntegrationFactory
 from tests.tenants.factories import TenantFactory
 from webhooks import services as webhook_services
 from webhooks.models import WebhookEvent
-from webhooks.tasks import process_webhook_events
+from webhooks.services.handoff import PROCESS_EVENTS
 
 from .conftest import CALLBACK, ROTATE_EVERY, approve, basic, bearer, call, consent_form
 
@@ -316,11 +316,9 @@ def test_tokens_survive_a_restart_of_the_upstream(upstream, clock):
 
 
 @pytest.fixture
-def recorded_handoff(settings, monkeypatch):
+def recorded_handoff(settings, sent_tasks):
     settings.WEBHOOK_HANDOFF = "immediate"
-    sent = []
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: sent.append(list(ids)))
-    return sent
+    return sent_tasks[PROCESS_EVENTS]
 
 
 def payments_endpoint(tenant, scheme: str, **data):
@@ -397,9 +395,8 @@ def test_an_unreachable_hub_is_not_an_error(db, tenant, upstream):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_sender_thread_retries_until_the_hub_is_up_then_delivers(live_server, upstream, settings, monkeypatch):
+def test_the_sender_thread_retries_until_the_hub_is_up_then_delivers(live_server, upstream, settings, sent_tasks):
     settings.WEBHOOK_HANDOFF = "immediate"
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: None)
     endpoint, _ = payments_endpoint(TenantFactory(slug="live-demo"), "standard_webhooks")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -140,13 +140,13 @@ def test_each_request_writes_its_own_request_id(client_for, provider):
 
 def test_an_unhandled_error_in_the_receiver_is_an_enveloped_500_even_with_debug(client, db, settings, monkeypatch,
                                                                                 caplog):
-    from webhooks import services as webhook_services
+    from webhooks.services import receiving
 
     def broken(path, **kwargs):
         raise RuntimeError("database went away")
 
     settings.DEBUG = True
-    monkeypatch.setattr(webhook_services, "endpoint_for_path", broken)
+    monkeypatch.setattr(receiving, "endpoint_for_path", broken)
     with caplog.at_level("ERROR", logger="integrations_site.api"):
         response = client.post("/hooks/some-path", data=b"{}", content_type="application/json")
     assert_envelope(response, 500, "INTERNAL_ERROR")

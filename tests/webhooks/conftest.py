@@ -3,16 +3,14 @@ import pytest
 
 from audit.services import SYSTEM
 from webhooks import services
-from webhooks.tasks import process_webhook_events
+from webhooks.services.handoff import PROCESS_EVENTS
 
 
 @pytest.fixture
-def queued(settings, monkeypatch):
+def queued(settings, sent_tasks):
     """Hand-offs go one task per event, and the broker call is recorded instead of sent."""
     settings.WEBHOOK_HANDOFF = "immediate"
-    sent: list[list[str]] = []
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: sent.append(list(ids)))
-    return sent
+    return sent_tasks[PROCESS_EVENTS]
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from audit.services import SYSTEM
 from connections.models import Integration
 from tests.helpers import assert_envelope, on_another_connection
 from webhooks import services, signatures
 from webhooks.models import WebhookEndpoint, WebhookEvent
-from webhooks.tasks import process_webhook_events
 
 from .signing import signed_headers
 
@@ -364,7 +362,7 @@ def test_a_form_body_is_stored_with_its_content_type(client, make_endpoint):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_event_is_committed_before_it_is_handed_off_and_answered(client, make_endpoint, monkeypatch):
+def test_the_event_is_committed_before_it_is_handed_off_and_answered(client, make_endpoint, queued, sent_tasks):
     endpoint, secret = make_endpoint()
     seen_at_handoff = []
 
@@ -373,8 +371,7 @@ def test_the_event_is_committed_before_it_is_handed_off_and_answered(client, mak
             lambda: [(status,) for status in WebhookEvent.objects.filter(pk=event_id).values_list("status", flat=True)]
         )
 
-    monkeypatch.setattr(process_webhook_events, "delay",
-                        lambda ids: seen_at_handoff.append(second_connection_count(ids[0])))
+    sent_tasks.on_send = lambda name, args: seen_at_handoff.append(second_connection_count(args[0][0]))
     response = signed_post(client, endpoint, secret, body_of())
     assert response.status_code == 202
     assert seen_at_handoff == [[("pending",)]]
@@ -424,21 +421,18 @@ def test_the_batched_hand_off_sends_the_ids_in_one_task(client, make_endpoint, q
 
 
 def test_with_the_broker_down_the_delivery_is_still_accepted_and_the_sweep_queues_it_later(
-    client, make_endpoint, monkeypatch, queued
+    client, make_endpoint, queued, sent_tasks
 ):
     endpoint, secret = make_endpoint()
 
-    def broker_down(ids):
-        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    monkeypatch.setattr(process_webhook_events, "delay", broker_down)
+    sent_tasks.broker_down = True
     response = signed_post(client, endpoint, secret, body_of())
     assert response.status_code == 202 and response.json()["status"] == "accepted"
     event = WebhookEvent.objects.get(pk=response.json()["event_id"])
     assert event.status == "pending"
 
-    sent = []
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: sent.append(list(ids)))
+    sent_tasks.broker_down = False
+    sent = queued
     assert services.events_sweep() == 0 and sent == []  # too recent: its hand-off may still be on its way
     WebhookEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(seconds=31))
     assert services.events_sweep() == 1
@@ -468,12 +462,11 @@ def test_the_sweep_skips_events_waiting_for_a_retry_and_finished_ones(make_endpo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_over_real_http_mixed_case_headers_verify_and_the_event_is_stored(live_server, settings, monkeypatch):
+def test_over_real_http_mixed_case_headers_verify_and_the_event_is_stored(live_server, settings, sent_tasks):
     from tests.connections.factories import IntegrationFactory
     from tests.tenants.factories import TenantFactory
 
     settings.WEBHOOK_HANDOFF = "immediate"
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: None)
     tenant = TenantFactory(slug="live")
     endpoint, secret = services.endpoint_create(
         actor=SYSTEM, tenant=tenant, integration=IntegrationFactory(tenant=tenant),

@@ -13,6 +13,7 @@ from integrations_site.api.errors import ConflictError
 from tests.connections.factories import IntegrationFactory
 from webhooks import services
 from webhooks.models import WebhookEvent
+from webhooks.services import processing
 
 pytestmark = pytest.mark.usefixtures("queued")
 
@@ -199,7 +200,7 @@ def database_hiccup(monkeypatch):
     def refuse(*, integration, pairs):
         raise OperationalError("could not obtain lock")
 
-    monkeypatch.setattr(services, "statuses_store", refuse)
+    monkeypatch.setattr(processing, "statuses_store", refuse)
 
 
 def test_a_transient_failure_is_retried_after_about_five_seconds(endpoint, database_hiccup):
@@ -238,7 +239,7 @@ def test_a_failure_after_a_success_path_rolls_its_effects_back(endpoint, webhook
         polling.statuses_store(integration=integration, pairs=pairs)
         raise RuntimeError("worker fell over")
 
-    monkeypatch.setattr(services, "statuses_store", store_then_fail)
+    monkeypatch.setattr(processing, "statuses_store", store_then_fail)
     event = accept(endpoint, {"id": "sku-1", "status": "open"})
     assert services.event_process(event_id=event.pk) == "pending"
     assert not ExternalStatus.objects.exists()

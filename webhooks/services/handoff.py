@@ -7,27 +7,26 @@ broker is down or the process dies first, the events are still in the
 database as ``pending`` and the periodic sweep queues them: nothing accepted
 is lost. ``WEBHOOK_HANDOFF=immediate`` sends one task per event instead.
 """
-import logging
-
 from django.conf import settings
 
+from integrations_site import queueing
 from integrations_site.batching import BackgroundBatcher
 
-logger = logging.getLogger("webhooks.handoff")
+PROCESS_EVENTS = "webhooks.process_webhook_events"
+PROCESS_EVENT = "webhooks.process_webhook_event"
 
 
 def queue_now(ids: list[str]) -> bool:
     """Send ``ids`` to the worker in one task; False (logged) when the broker is unreachable."""
-    from .tasks import process_webhook_events
-
     if not ids:
         return True
-    try:
-        process_webhook_events.delay(ids)
-        return True
-    except Exception:  # broker down: the sweep re-queues what is still pending
-        logger.warning("webhooks.handoff.failed events=%s", len(ids))
-        return False
+    return queueing.enqueue(PROCESS_EVENTS, ids, log_event="webhooks.handoff.failed", log_detail=f"events={len(ids)}")
+
+
+def queue_retry(event_id: str, delay: int) -> bool:
+    """Process ``event_id`` again in ``delay`` seconds (else the sweep does once its next attempt is due)."""
+    return queueing.enqueue(PROCESS_EVENT, event_id, countdown=delay, log_event="webhooks.event.retry_enqueue_failed",
+                            log_detail=f"event={event_id}")
 
 
 def _send_batches(ids: list[str]) -> None:
