@@ -1,0 +1,316 @@
+"""How the outbound client's bytes move: aiohttp, with our address policy in its resolver.
+
+- One aiohttp session per event loop. Its resolver (``PolicyResolver``) hands
+  the connector only addresses the policy passed: the client checks each hop
+  (one lookup, every address checked, the request refused when any is
+  refused) and the connector, when it needs a new connection for that hop,
+  gets exactly those addresses (no second lookup, so DNS rebinding cannot
+  swap them) and tries each in turn, IPv6 and IPv4, before failing.
+- The URL keeps its host name, so the Host header and the TLS server name are
+  the original host's. aiohttp keeps connections alive per host, port, TLS
+  context and server name; each was opened to a checked address, and every
+  request checks its host again before a kept connection is taken.
+- An idle connection that holds bytes nobody asked for (a 408 before closing,
+  a smuggled second answer) or that the server closed is never reused.
+- Responses are parsed strictly (see ``_strict_parsing``); no cookies are
+  kept, no proxy or netrc is read from the environment, TLS verification is
+  never off. A per-integration CA bundle and client certificate (mTLS) give
+  an ``ssl.SSLContext`` cached per distinct bundle.
+
+Loops: ``run`` runs a coroutine on this thread's own loop (kept between calls,
+as it holds the thread's connections); ``process_loop`` is one loop for the
+whole process in a daemon thread (scheduled checks share it and one limit).
+Both are made again in a forked child, which must not use its parent's sockets.
+"""
+import asyncio
+import atexit
+import contextlib
+import contextvars
+import hashlib
+import os
+import select
+import socket
+import ssl
+import tempfile
+import threading
+from collections import OrderedDict
+
+import aiohttp
+import certifi
+from aiohttp import http_parser
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from . import policy
+from .errors import OutboundError, OutboundTimeout, UrlNotAllowed
+
+POOL_IDLE_SECONDS = 30.0  # an idle connection older than this is closed rather than reused
+POOL_LIMIT = 512  # connections in use at once per loop (request_many's concurrency is the real bound)
+MAX_HEADERS = 100
+MAX_LINE_BYTES = 8190  # the status line
+MAX_FIELD_BYTES = 16 * 1024  # one header line
+TLS_CACHE_SIZE = 64
+
+# The addresses the client checked for the hop being sent, by (host, port): the resolver's answer.
+_checked: contextvars.ContextVar[dict | None] = contextvars.ContextVar("outbound_checked", default=None)
+
+
+def _strict_parsing() -> None:
+    """aiohttp parses responses leniently unless Python runs in development mode (its own switch,
+    read when each response parser is made): bare LF line ends, control characters in header
+    values, obsolete line folding and spaces after a chunk size are accepted. Those are how two
+    hops come to frame one answer differently, so this client always parses as in development
+    mode, with the C parser (llhttp) and with the pure-Python one (AIOHTTP_NO_EXTENSIONS)."""
+    http_parser.HttpResponseParserPy.lax = False
+    http_parser.DEBUG = True  # the pure-Python parser's line separator
+    try:
+        from aiohttp import _http_parser
+    except ImportError:  # AIOHTTP_NO_EXTENSIONS builds
+        return
+    _http_parser.DEBUG = True
+
+
+_strict_parsing()
+
+
+class PolicyResolver(AbstractResolver):
+    """Looks a host up once and applies the policy to every address; never hands out an unchecked one."""
+
+    async def getaddrinfo(self, host: str, port: int) -> list[tuple[int, str]]:
+        """(family, address) of every answer for ``host``: the network edge (tests stub this)."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [(family, address[0]) for family, _, _, _, address in infos]
+
+    async def check(self, target: policy.Target) -> policy.Target:
+        """``target`` with its checked addresses: a literal as it is, a name looked up once."""
+        literal = target.literal
+        if literal is not None:
+            return policy.check_addresses(target, [str(literal)])
+        try:
+            answers = await self.getaddrinfo(target.host, target.port)
+        except (OSError, UnicodeError):
+            raise OutboundError(f"Could not resolve host '{target.host}'.") from None
+        return policy.check_addresses(target, [address for _, address in answers])
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
+        checked = (_checked.get() or {}).get((host, port))
+        if checked is None:  # a connection the client did not check first: check it here
+            checked = (await self.check(policy.Target("https", host, port, "/"))).addresses
+        return [
+            ResolveResult(hostname=host, host=address, port=port, proto=0, flags=socket.AI_NUMERICHOST,
+                          family=socket.AF_INET6 if ":" in address else socket.AF_INET)
+            for address in checked
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+RESOLVER = PolicyResolver()  # it keeps no state: one for every loop's session
+
+
+class PolicyConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, minus reuse of an idle connection that is closed or holds unsolicited bytes.
+
+    aiohttp parses whatever arrives on an idle kept connection and would hand
+    it to the next request as its answer. The check needs the connection the
+    pool picked, which only ``_get`` sees; test_transport covers it.
+    """
+
+    async def _get(self, key, traces):
+        while (connection := await super()._get(key, traces)) is not None:
+            if not _dropped(connection.protocol):
+                return connection
+            connection.close()
+        return None
+
+
+def _dropped(protocol) -> bool:
+    """Whether an idle connection was closed by the server or holds bytes nobody asked for, parsed
+    already (the loop ran meanwhile) or still waiting in the socket (it did not)."""
+    if protocol is None or protocol.should_close or not protocol.is_connected():
+        return True
+    sock = protocol.transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+# --- TLS --------------------------------------------------------------------------------
+
+_tls_contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+_tls_lock = threading.Lock()
+
+
+def tls_context(ca_bundle_pem: str | None = None, client_cert_pem: str | None = None,
+                client_key_pem: str | None = None) -> ssl.SSLContext:
+    """A verifying context: certifi's roots, or only ``ca_bundle_pem``'s CAs when given, and the
+    client certificate and key when given (mTLS). One context per distinct bundle, so connections
+    made with it are reused (aiohttp keeps them apart per context)."""
+    if bool(client_cert_pem) != bool(client_key_pem):
+        raise OutboundError("A client certificate needs its key, and a key its certificate.")
+    material = "\0".join((certifi.where(), ca_bundle_pem or "", client_cert_pem or "", client_key_pem or ""))
+    key = hashlib.sha256(material.encode()).hexdigest()  # the key material itself is never a dict key
+    with _tls_lock:
+        context = _tls_contexts.get(key)
+        if context is not None:
+            _tls_contexts.move_to_end(key)
+            return context
+    try:
+        context = _new_tls_context(ca_bundle_pem, client_cert_pem, client_key_pem)
+    except (ssl.SSLError, ValueError, OSError):
+        raise OutboundError("The integration's TLS certificates could not be loaded.") from None
+    with _tls_lock:
+        context = _tls_contexts.setdefault(key, context)
+        while len(_tls_contexts) > TLS_CACHE_SIZE:
+            _tls_contexts.popitem(last=False)
+    return context
+
+
+def _new_tls_context(ca_bundle_pem, client_cert_pem, client_key_pem) -> ssl.SSLContext:
+    if ca_bundle_pem:
+        context = ssl.create_default_context(cadata=ca_bundle_pem)
+    else:
+        context = ssl.create_default_context(cafile=certifi.where())
+    if client_cert_pem:
+        with _pem_file(client_cert_pem + "\n" + client_key_pem) as path:
+            context.load_cert_chain(path)
+    return context
+
+
+@contextlib.contextmanager
+def _pem_file(pem: str):
+    """A path to ``pem`` for ``load_cert_chain``, which reads only files: an anonymous memory file
+    where the system has them, so the key never touches a disk; else a private temporary file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("outbound-tls", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            os.write(fd, pem.encode())
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as handle:  # created 0600
+        handle.write(pem)
+        handle.flush()
+        yield handle.name
+
+
+# --- Sessions and loops -------------------------------------------------------------------
+
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def session() -> aiohttp.ClientSession:
+    """The running loop's session (made on first use; those of loops closed since are forgotten)."""
+    loop = asyncio.get_running_loop()
+    current = _sessions.get(loop)
+    if current is None or current.closed:
+        for old in [old for old in list(_sessions) if old.is_closed()]:
+            _sessions.pop(old, None)
+        connector = PolicyConnector(
+            resolver=RESOLVER, use_dns_cache=False, limit=POOL_LIMIT,
+            keepalive_timeout=POOL_IDLE_SECONDS, ssl=tls_context(),
+        )
+        current = _sessions[loop] = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None),
+            max_line_size=MAX_LINE_BYTES, max_field_size=MAX_FIELD_BYTES, max_headers=MAX_HEADERS,
+            skip_auto_headers=("Content-Type",),  # bytes are sent as given, not labelled octet-stream
+        )
+    return current
+
+
+@atexit.register
+def _close_sessions() -> None:
+    """Close what is still open at exit, so that no loop reports an unclosed session."""
+    for loop, current in list(_sessions.items()):
+        if current.closed or loop.is_closed():
+            continue
+        try:
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(current.close(), loop).result(1)
+            else:
+                loop.run_until_complete(current.close())
+        except Exception:  # noqa: BLE001 (best effort at exit)
+            pass
+
+
+async def aclose() -> None:
+    """Close the running loop's session (for a caller that owns its loop and is about to end it)."""
+    current = _sessions.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.close()
+
+
+@contextlib.asynccontextmanager
+async def exchange(target: policy.Target, method: str, headers: dict, body: bytes | None,
+                   context: ssl.SSLContext | None):
+    """Send one request to a checked ``target``; yields the aiohttp response, whose body the caller
+    reads inside the block. Transport failures, there or here, become OutboundError."""
+    token = _checked.set({(target.host, target.port): target.addresses})
+    try:
+        async with session().request(
+            method, _url(target), headers=headers, data=body, allow_redirects=False,
+            ssl=context if (context is not None and target.scheme == "https") else True,
+        ) as response:
+            yield response
+    except OutboundError:
+        raise
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise transport_error(exc, target.host) from None
+    finally:
+        _checked.reset(token)
+
+
+def _url(target: policy.Target) -> URL:
+    host = f"[{target.host.replace('%', '%25')}]" if ":" in target.host else target.host
+    path, _, query = target.path.partition("?")
+    return URL.build(scheme=target.scheme, host=host, port=target.port, path=path, query_string=query, encoded=True)
+
+
+def transport_error(exc: BaseException, host: str) -> OutboundError:
+    """The OutboundError a transport failure stands for (header values never enter the message)."""
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return OutboundTimeout(f"Timed out talking to '{host}'.")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
+        return OutboundError(f"TLS handshake with '{host}' failed.")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return OutboundError(f"Could not resolve host '{host}'.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return OutboundError(f"Could not connect to '{host}' (connection refused or unreachable).")
+    if isinstance(exc, aiohttp.ClientResponseError):  # the parser refused the answer
+        return OutboundError(f"The server '{host}' sent a malformed answer.")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | ConnectionError):
+        return OutboundError(f"The connection to '{host}' was closed unexpectedly.")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UrlNotAllowed("The URL cannot be sent.")
+    return OutboundError(f"Could not talk to '{host}' ({type(exc).__name__}).")
+
+
+_local = threading.local()
+
+
+def run(coro):
+    """Run ``coro`` to completion on this thread's event loop (made on first use, and again after a fork)."""
+    runner = getattr(_local, "runner", None)
+    if runner is None or _local.pid != os.getpid():
+        runner, _local.pid = asyncio.Runner(), os.getpid()
+        _local.runner = runner
+    return runner.run(coro)
+
+
+_process = {"pid": None, "loop": None, "gates": {}}
+_process_lock = threading.Lock()
+
+
+def process_loop() -> tuple[asyncio.AbstractEventLoop, dict]:
+    """This process's shared event loop (a daemon thread, made again in a forked child) and its gates."""
+    with _process_lock:
+        if _process["pid"] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="outbound-http", daemon=True).start()
+            _process.update(pid=os.getpid(), loop=loop, gates={})
+        return _process["loop"], _process["gates"]
