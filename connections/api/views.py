@@ -136,6 +136,7 @@ class IntegrationViewSet(
             services.integration_create(actor=self.actor, tenant=tenant, provider=provider, data=data)
         )
 
+    @extend_schema(request=IntegrationSerializer(partial=True))
     def update(self, request, *args, **kwargs):
         if request.method == "PUT":
             kwargs["partial"] = True  # PUT is served as PATCH: no field is ever cleared by omission
@@ -260,11 +261,7 @@ class IntegrationViewSet(
         """Usage against the integration's limits: monthly budget, tokens, requests per minute."""
         return Response(usage.limits(self.get_object()))
 
-    @extend_schema(
-        parameters=[OpenApiParameter("from", OpenApiTypes.DATE, OpenApiParameter.QUERY),
-                    OpenApiParameter("to", OpenApiTypes.DATE, OpenApiParameter.QUERY)],
-        responses={200: UsageSerializer},
-    )
+    @extend_schema(parameters=[UsageQuerySerializer], responses={200: UsageSerializer})
     @action(detail=True, methods=["get"], url_path="usage")
     def usage_days(self, request, pk=None):
         """Daily usage rows (default: the last 30 days), counted in batches every few seconds."""

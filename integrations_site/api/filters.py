@@ -39,7 +39,9 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
 # --- Query parameters: refused, not ignored ---------------------------------------------
 # django-filter and DRF skip a filter, ordering or page value they cannot read (``?active=maybe``,
 # ``?limit=ten``, ``?ordering=nope``) and answer as if it had not been sent. The API answers 400
-# VALIDATION_ERROR naming each such parameter instead, as it does for unknown body fields.
+# VALIDATION_ERROR naming each such parameter instead, as it does for unknown body fields. An empty
+# value (``?status=``) still means "not given", as in a submitted form; the document says so
+# (``allowEmptyValue``).
 
 # What Django's NullBooleanField reads as a boolean; anything else is refused.
 BOOLEAN_SPELLINGS = {"true", "false", "1", "0"}
@@ -48,7 +50,7 @@ MULTIPLE_VALUE_FILTERS = (django_filters.MultipleChoiceFilter, django_filters.Ba
 
 
 def query_problems(query, filters: dict) -> dict[str, list[str]]:
-    """What django-filter would otherwise skip: repeated, empty or unreadable values of ``filters``."""
+    """What django-filter would otherwise skip: repeated or unreadable values of ``filters``."""
     problems: dict[str, list[str]] = {}
     for name, query_filter in filters.items():
         if name not in query:
@@ -56,19 +58,10 @@ def query_problems(query, filters: dict) -> dict[str, list[str]]:
         values = query.getlist(name)
         if len(values) > 1 and not isinstance(query_filter, MULTIPLE_VALUE_FILTERS):
             problems[name] = ["Give this parameter once."]
-            continue
-        value = values[-1]
-        if value == "" and not _takes_any_text(query_filter):
-            problems[name] = ["Give a value, or leave the parameter out."]
-        elif isinstance(query_filter, django_filters.BooleanFilter) and value.lower() not in BOOLEAN_SPELLINGS:
+        elif (isinstance(query_filter, django_filters.BooleanFilter) and values[-1]
+              and values[-1].lower() not in BOOLEAN_SPELLINGS):
             problems[name] = ["Must be true or false."]
     return problems
-
-
-def _takes_any_text(query_filter) -> bool:
-    """A plain text filter, documented as any string: an empty value is a value there."""
-    field_class = query_filter.field_class
-    return issubclass(field_class, forms.CharField) and not issubclass(field_class, forms.UUIDField)
 
 
 class StrictFilterBackend(DjangoFilterBackend):
@@ -96,6 +89,8 @@ class StrictOrderingFilter(OrderingFilter):
         if len(values) > 1:
             raise ValidationError({self.ordering_param: ["Give this parameter once; separate fields with commas."]})
         terms = [term.strip() for term in values[0].split(",")]
+        if "" in terms:
+            raise ValidationError({self.ordering_param: ["Name a field for each comma, or leave the parameter out."]})
         valid = {name for name, _ in self.get_valid_fields(queryset, view, {"request": request})}
         unknown = [term for term in terms if term.removeprefix("-") not in valid]
         if unknown:
@@ -112,7 +107,9 @@ class StrictOrderingFilter(OrderingFilter):
             "name": self.ordering_param,
             "required": False,
             "in": "query",
-            "description": "Order by these fields; a leading '-' reverses one. Several are separated by commas.",
+            "description": "Order by these fields; a leading '-' reverses one. Several are separated by commas. "
+                           "Empty is the same as leaving it out.",
+            "allowEmptyValue": True,
             "schema": {"type": "array", "items": {"type": "string", "enum": [
                 value for name in fields for value in (name, f"-{name}")
             ]}},
@@ -127,3 +124,4 @@ def _declared_ordering_fields(view) -> list[str] | None:
     if not fields or isinstance(fields, str):
         return None
     return [field if isinstance(field, str) else field[0] for field in fields]
+

@@ -13,6 +13,7 @@ class LimitOffsetEnvelopePagination(LimitOffsetPagination):
     DRF falls back to the defaults for a value it cannot read; here ``limit``
     must be a whole number from 1 (larger than 100 is served as 100) and
     ``offset`` one from 0, each given once, else 400 VALIDATION_ERROR naming it.
+    Empty (``?limit=``) is the same as leaving it out.
     """
 
     default_limit = 50
@@ -30,7 +31,7 @@ class LimitOffsetEnvelopePagination(LimitOffsetPagination):
     @staticmethod
     def _read(request, name: str, *, minimum: int, default: int, problems: dict) -> int:
         values = request.query_params.getlist(name)
-        if not values:
+        if not values or values == [""]:  # an empty value means "not given", as in a submitted form
             return default
         if len(values) > 1:
             problems[name] = ["Give this parameter once."]
@@ -70,6 +71,7 @@ class LimitOffsetEnvelopePagination(LimitOffsetPagination):
                 "in": "query",
                 "description": f"Results per page, default {self.default_limit}; more than {self.max_limit} "
                                f"is served as {self.max_limit}.",
+                "allowEmptyValue": True,
                 "schema": {"type": "integer", "minimum": 1},
             },
             {
@@ -77,6 +79,7 @@ class LimitOffsetEnvelopePagination(LimitOffsetPagination):
                 "required": False,
                 "in": "query",
                 "description": "How many results to skip.",
+                "allowEmptyValue": True,
                 "schema": {"type": "integer", "minimum": 0},
             },
         ]

@@ -2,8 +2,10 @@
 import copy
 
 from django.core.exceptions import FieldDoesNotExist
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from catalog import validators as catalog_validators
@@ -194,6 +196,24 @@ class AutoSchema(BaseAutoSchema):
             schema = _validated_shape(field, schema)
         return schema
 
+    def _process_override_parameters(self, direction="request"):
+        # Query parameters read by a serializer (``parameters=[SomeQuerySerializer]``): DRF reads a query
+        # string as form input, where an empty optional value counts as not given (``?time_range=`` is the
+        # default range). The document says so instead of calling the empty value invalid.
+        result = super()._process_override_parameters(direction)
+        for parameter in self.get_override_parameters():
+            if not isinstance(parameter, (serializers.Serializer, type)) or isinstance(parameter, OpenApiParameter):
+                continue
+            fields = getattr(parameter() if isinstance(parameter, type) else parameter, "fields", {})
+            for name in fields:
+                documented = result.get((name, OpenApiParameter.QUERY))
+                if documented and not documented.get("required"):
+                    documented["allowEmptyValue"] = True
+                    documented["description"] = " ".join(
+                        filter(None, [documented.get("description"), "Empty is the same as leaving it out."])
+                    )
+        return result
+
     def _get_request_for_media_type(self, serializer, direction="request"):
         # drf-spectacular documents every PATCH body as partial, as DRF's partial_update makes it. A custom
         # PATCH action (…/status, …/audience) validates its own serializer in full: its required fields are
@@ -224,6 +244,23 @@ class AutoSchema(BaseAutoSchema):
                 response["description"] = description
                 responses[code] = response
         return responses
+
+
+class StrictFilterParameters(DjangoFilterExtension):
+    """django-filter's parameters, as drf-spectacular documents them, for our StrictFilterBackend.
+
+    An empty value (``?status=``) is not a filter, as in a submitted form: the document allows it.
+    """
+
+    target_class = "integrations_site.api.filters.StrictFilterBackend"
+    priority = 1
+
+    def get_schema_operation_parameters(self, auto_schema, *args, **kwargs):
+        parameters = super().get_schema_operation_parameters(auto_schema, *args, **kwargs)
+        for parameter in parameters:
+            if parameter.get("in") == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -55,6 +55,8 @@ allow-x00 = false
 # Rules that depend on another field, on stored state or on the clock. A schema-valid request may be refused
 # with 400 here (and only here):
 # - admin_providers_test_create: a system test needs a system-audience provider (the fixture's is a tenant one);
+# - admin_providers_create/_partial_update: a raw status maps to one canonical status only, and credential
+#   field names are unique;
 # - api_keys_create: expires_at must be in the future;
 # - integrations_create/_update/_partial_update: a test or status endpoint given as a path needs an api_base_url
 #   (the integration's or its provider's), a raw status maps to one canonical status only, and the provider
@@ -69,7 +71,7 @@ allow-x00 = false
 #   (the scheme is in the body, or stored).
 [[operations]]
 include-operation-id = [
-    "admin_providers_test_create", "api_keys_create",
+    "admin_providers_test_create", "admin_providers_create", "admin_providers_partial_update", "api_keys_create",
     "integrations_create", "integrations_update", "integrations_partial_update",
     "integrations_connect_oauth_create", "me_integrations_connect_oauth_create",
     "integrations_credentials_update", "integrations_credentials_partial_update",
