@@ -107,8 +107,8 @@ class Server:
     counts as in flight from its arrival until its answer starts to be sent.
     """
 
-    def __init__(self, answer, host: str = "127.0.0.1", family=socket.AF_INET):
-        self.answer = answer
+    def __init__(self, answer, host: str = "127.0.0.1", family=socket.AF_INET, tls=None):
+        self.answer, self.tls = answer, tls  # tls: a server-side ssl.SSLContext
         self.sock = socket.create_server((host, 0), family=family, backlog=64)
         self.port = self.sock.getsockname()[1]
         self.received: list[Received] = []
@@ -139,6 +139,8 @@ class Server:
         buffer, number = b"", 0
         with conn:
             try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
                 while True:
                     while b"\r\n\r\n" not in buffer:
                         part = conn.recv(65536)
@@ -174,7 +176,7 @@ class Server:
                         conn.close()
                         self.hung_up.set()
                         return
-            except OSError:
+            except OSError:  # ssl.SSLError too: a refused handshake
                 return
 
     def stop(self):
