@@ -193,14 +193,13 @@ def test_plain_views_are_documented_with_their_answers(openapi):
 
 
 @pytest.mark.django_db
-def test_the_receivers_answers_match_the_document(client, openapi, integration, settings, monkeypatch):
+def test_the_receivers_answers_match_the_document(client, openapi, integration, settings, sent_tasks):
     from audit.services import SYSTEM
     from tests.webhooks.signing import signed_headers
     from webhooks import services
-    from webhooks.tasks import process_webhook_events
+    from webhooks.services.handoff import PROCESS_EVENTS
 
-    settings.WEBHOOK_HANDOFF = "immediate"
-    monkeypatch.setattr(process_webhook_events, "delay", lambda ids: None)
+    settings.WEBHOOK_HANDOFF = "immediate"  # handed off at once, and recorded instead of sent
     endpoint, secret = services.endpoint_create(
         actor=SYSTEM, tenant=integration.tenant, integration=integration,
         data={"name": "orders", "signature_scheme": "hmac_sha256"},
@@ -212,6 +211,7 @@ def test_the_receivers_answers_match_the_document(client, openapi, integration, 
         answer = client.post(endpoint.url_path, body, content_type="application/json", headers=headers)
         assert answer.status_code == expected
         _validate(openapi, _response_schema(openapi, path, "post", expected), answer.json())
+    assert len(sent_tasks[PROCESS_EVENTS]) == 1
     refused = client.post(endpoint.url_path, body, content_type="application/json", headers={"X-Signature": "x"})
     assert refused.status_code == 401
     _validate(openapi, _response_schema(openapi, path, "post", 401), refused.json())
