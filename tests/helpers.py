@@ -3,7 +3,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -122,14 +121,15 @@ def embedded_broker() -> bool:
 
 def fresh_broker_url(db: int) -> str:
     """An empty broker for the processes a test starts: Redis database ``db`` of the shared Redis,
-    flushed; or, in the embedded pass, the filesystem broker's folders under VAR_DIR, emptied
-    (processes started with this environment share them)."""
+    flushed; or, in the embedded pass, the filesystem broker under VAR_DIR with no message queued
+    (processes started with this environment share its folders)."""
     if embedded_broker():
-        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        for key in ("data_folder_in", "processed_folder", "control_folder"):
-            folder = Path(options[key])
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
+        # The queued messages go; the control folder stays (it holds the exchange bindings that
+        # publishing reads: without them a task sent to "celery" has no queue to go to).
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for message in folder.iterdir():
+            message.unlink(missing_ok=True)
         return "filesystem://"
     import redis
 

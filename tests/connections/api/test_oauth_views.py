@@ -11,8 +11,8 @@ from drf_spectacular.drainage import reset_generator_stats
 from drf_spectacular.generators import SchemaGenerator
 
 from audit.models import AuditEvent
-from connections import checks, oauth
 from connections.models import Credential, Integration, OAuthState
+from connections.services import checks, oauth
 from tenants.choices import Role
 from tests.conftest import make_user, token_client
 from tests.connections.factories import IntegrationFactory
@@ -526,7 +526,7 @@ OAUTH_OPERATIONS = [
      {"disconnected", "revoked_at_provider", "revoke_error"}),
     ("/api/v1/me/integrations/{id}/disconnect", "post", None, "Disconnect",
      {"disconnected", "revoked_at_provider", "revoke_error"}),
-    ("/api/v1/integrations/{id}/credentials", "patch", "PatchedCredentialPatchRequest", "CredentialPatchResult",
+    ("/api/v1/integrations/{id}/credentials", "patch", "CredentialPatchRequest", "CredentialPatchResult",
      {"success", "credential_version", "updated_at"}),
     ("/api/v1/integrations/{id}/connection", "get", None, "Connection",
      {"status", "last_validated_at", "validation_error", "expires_at", "scopes", "connected_at"}),
@@ -566,4 +566,4 @@ def test_the_openapi_document_describes_the_callback_and_the_request_bodies(open
     user_row = openapi["components"]["schemas"]["UserConnection"]["properties"]
     assert {"user_id", "username", "connected", "scopes"} <= set(user_row)
     assert not {"payload", "access_token", "refresh_token"} & set(user_row)
-    assert "type" in props(openapi, "PatchedCredentialPatchRequest")
+    assert "type" in props(openapi, "CredentialPatchRequest")
