@@ -101,8 +101,13 @@ def validate_oauth_config(value) -> None:
     if extra:
         raise ValidationError(f"Unknown key(s): {', '.join(sorted(extra))}.")
     for key in ("authorize_url", "token_url", "revoke_url"):
+        if key in value and not isinstance(value[key], str):
+            raise ValidationError(f"{key} must be a URL (a string).")
         if value.get(key):
             validate_http_url(value[key])
+    for key in ("client_id", "issuer"):
+        if key in value and not isinstance(value[key], str):
+            raise ValidationError(f"{key} must be a string.")
     if "scopes" in value:
         validate_string_list(value["scopes"])
     if value.get("token_auth_method", "client_secret_basic") not in ("client_secret_basic", "client_secret_post"):

@@ -2,15 +2,12 @@
 from rest_framework import mixins, viewsets
 
 from .errors import ApiError, NotFoundError, ValidationFailed
-from .filters import StrictFilterBackend, StrictOrderingFilter
 
 
 class RoleMappedMixin:
     """Views name the permission each action needs; ``RolePermission`` checks it."""
 
     permission_map: dict[str, str] = {}
-    # django-filter and DRF's ordering, answering 400 for a query value they would skip (api/filters.py).
-    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     # Rate-limit family of the view, and per-action exceptions (integrations_site.api.throttles).
     throttle_family: str | None = None
     throttle_families: dict[str, str] = {}
