@@ -14,7 +14,7 @@ process(es) on Redis (database --broker-db, flushed), make all --n
 integrations due at once, run the real dispatcher (health_checks_dispatch,
 every second, as beat would) and wait until each has a ConnectionCheck row.
 Then time the dispatcher alone claiming --claim-rows due integrations, with
-the queue edge (checks._enqueue) stubbed. Traffic goes to 127.0.0.1 only.
+the queue edge (integrations_site.queueing._send) stubbed. Traffic goes to 127.0.0.1 only.
 """
 import argparse
 import asyncio
@@ -293,8 +293,8 @@ def run_layout(layout: Layout, args, ids: list, env_base: dict, broker: str, log
     import redis
     from django.utils import timezone
 
-    from connections.checks import health_checks_dispatch
     from connections.models import ConnectionCheck, Integration
+    from connections.services.schedule import health_checks_dispatch
 
     redis.Redis.from_url(broker).flushdb()
     clear_history()
@@ -375,22 +375,23 @@ def time_claim(ids: list, run_ids: list) -> dict:
     from django.db import reset_queries
     from django.utils import timezone
 
-    from connections import checks
     from connections.models import Integration
+    from connections.services import schedule
+    from integrations_site import queueing
 
     Integration.objects.filter(pk__in=run_ids).update(next_check_at=timezone.now() + FAR_FUTURE)
     Integration.objects.filter(pk__in=ids).update(next_check_at=timezone.now() - timedelta(minutes=1))
     queued = []
-    original = checks._enqueue
-    checks._enqueue = lambda task, chunk: queued.append(len(chunk))
+    original = queueing._send
+    queueing._send = lambda name, args, countdown: queued.append(len(args[0]))
     try:
         reset_queries()
         started = time.perf_counter()
-        claimed = checks.health_checks_dispatch()
+        claimed = schedule.health_checks_dispatch()
         elapsed = time.perf_counter() - started
-        again = checks.health_checks_dispatch()
+        again = schedule.health_checks_dispatch()
     finally:
-        checks._enqueue = original
+        queueing._send = original
     moved = Integration.objects.filter(pk__in=ids, next_check_at__gt=timezone.now()).count()
     Integration.objects.filter(pk__in=ids).update(next_check_at=timezone.now() + FAR_FUTURE)
     return {"claimed": claimed, "elapsed": elapsed, "chunks": len(queued), "queued": sum(queued),

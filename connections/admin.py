@@ -1,6 +1,5 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework.exceptions import ValidationError as DRFValidationError
@@ -9,7 +8,7 @@ from integrations_site.admin import ReadOnlyAdmin, ServiceAdminMixin, adopt, err
 from integrations_site.api.errors import ApiError
 from tenants.choices import plan_rank
 
-from . import adapters, checks, polling, services
+from . import adapters, services
 from .models import (
     CONFIG_FIELDS,
     ConfigVersion,
@@ -19,6 +18,8 @@ from .models import (
     Integration,
     StatusChange,
 )
+from .selectors import credential_of, has_tenant_credential
+from .services import queueing
 
 INTEGRATION_FIELDS = {f.name for f in Integration._meta.get_fields()}
 RECENT_CHECKS = 20
@@ -142,10 +143,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return (*self.state_fields, "tenant", "provider", "recent_checks")
 
     def get_queryset(self, request):
-        has_credentials = Credential.objects.filter(
-            integration=OuterRef("pk"), user__isnull=True, payload__isnull=False
-        )
-        return super().get_queryset(request).annotate(_has_credentials=Exists(has_credentials))
+        return super().get_queryset(request).annotate(_has_credentials=has_tenant_credential())
 
     @admin.display(description="credentials", boolean=True, ordering="_has_credentials")
     def has_credentials(self, obj):
@@ -153,7 +151,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="credential")
     def credential_summary(self, obj):
-        credential = obj.credentials.filter(user__isnull=True).first() if obj.pk else None
+        credential = credential_of(obj) if obj.pk else None
         if credential is None:
             return "none"
         url = reverse("admin:connections_credential_change", args=[credential.pk])
@@ -235,7 +233,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         actor = staff_actor(request)
         live = [i for i in queryset.select_related("provider") if not i.is_deleted]
         for integration in live:
-            checks.connection_test_queue(integration=integration, actor=actor)
+            queueing.connection_test_queue(integration=integration, actor=actor)
         self.message_user(request, f"Queued {len(live)} connection test(s).", messages.SUCCESS)
         self._report_deleted(request, queryset.count() - len(live))
 
@@ -245,7 +243,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         selected = list(queryset)
         pollable = [i for i in selected if not i.is_deleted and i.status_endpoint]
         for integration in pollable:
-            polling.status_poll_queue(integration=integration)
+            queueing.status_poll_queue(integration=integration)
         self.message_user(request, f"Queued {len(pollable)} status poll(s).", messages.SUCCESS)
         missing = [str(i) for i in selected if not i.is_deleted and not i.status_endpoint]
         if missing:

@@ -1,14 +1,16 @@
 """Celery tasks: thin wrappers that take ids and call one service each.
 
 All are safe to run twice (state guards in the services) and acknowledged
-late, so a worker lost mid-task means the task runs again, not never.
+late, so a worker lost mid-task means the task runs again, not never. Services
+send them by name (``services.queueing``), never by importing this module.
 """
 import logging
 
 from celery import shared_task
 
-from . import checks, polling
 from .models import Integration
+from .services import checks, oauth, polling, schedule
+from .services.statuses import PollError
 
 logger = logging.getLogger("connections.tasks")
 
@@ -23,12 +25,12 @@ def run_connection_check(check_id: str) -> None:
 
 @shared_task(name="connections.run_health_checks", soft_time_limit=700, time_limit=760, **TASK_OPTIONS)
 def run_health_checks(integration_ids: list[str]) -> int:
-    return checks.health_checks_run(integration_ids=integration_ids)
+    return schedule.health_checks_run(integration_ids=integration_ids)
 
 
 @shared_task(name="connections.dispatch_health_checks", **TASK_OPTIONS)
 def dispatch_health_checks() -> int:
-    return checks.health_checks_dispatch()
+    return schedule.health_checks_dispatch()
 
 
 @shared_task(name="connections.dispatch_status_polls", **TASK_OPTIONS)
@@ -44,7 +46,7 @@ def run_status_poll(integration_id: str) -> None:
         return
     try:
         polling.status_poll(integration=integration)
-    except polling.PollError as exc:
+    except PollError as exc:
         logger.warning("connections.poll.failed integration=%s code=%s", integration_id, exc.code)
 
 
@@ -60,6 +62,4 @@ def prune_checks() -> int:
 
 @shared_task(name="connections.refresh_oauth_tokens", soft_time_limit=300, time_limit=360, **TASK_OPTIONS)
 def refresh_oauth_tokens() -> dict:
-    from . import oauth
-
     return oauth.refresh_due()

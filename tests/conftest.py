@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.models import AuditEvent
-from connections import usage
+from connections.services import usage
 from integrations_site import bulk, crypto, queueing
 from tenants.authentication import TENANT_CLAIM
 from tenants.choices import SUPER_ADMIN, Role

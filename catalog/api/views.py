@@ -5,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from connections.api.serializers import ConnectionCheckSerializer
-from connections.checks import system_provider_test
+from connections.services import system_provider_test
 from integrations_site.api.errors import ProviderNotFound, ValidationFailed
 from integrations_site.api.viewsets import RoleMappedMixin
 

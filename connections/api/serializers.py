@@ -13,6 +13,8 @@ from ..models import (
     StatusChange,
     UsageDaily,
 )
+from ..selectors import tenant_credential
+from ..services.usage import default_range
 
 
 class CredentialSummarySerializer(serializers.ModelSerializer):
@@ -22,14 +24,6 @@ class CredentialSummarySerializer(serializers.ModelSerializer):
         model = Credential
         fields = ["type", "hint", "status", "version"]
         read_only_fields = fields
-
-
-def tenant_credential(integration: Integration) -> Credential | None:
-    """The tenant-wide credential, from the list prefetch when there is one."""
-    if hasattr(integration, "tenant_credentials"):
-        found = integration.tenant_credentials
-        return found[0] if found else None
-    return integration.credentials.filter(user__isnull=True).first()
 
 
 class IntegrationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -365,8 +359,6 @@ class UsageQuerySerializer(serializers.Serializer):
         self.fields["from"] = serializers.DateField(required=False)
 
     def validate(self, attrs):
-        from connections.usage import default_range
-
         start, end = default_range()
         start, end = attrs.get("from", start), attrs.get("to", end)
         if start > end:

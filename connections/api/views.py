@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import IntegrationProvider
+from integrations_site import activity
 from integrations_site.api.errors import (
     ApiError,
     IntegrationNotFound,
@@ -23,7 +24,7 @@ from integrations_site.api.errors import (
 from integrations_site.api.serializers import ErrorEnvelopeSerializer
 from integrations_site.api.viewsets import TenantScopedViewSet
 
-from .. import checks, oauth, polling, selectors, services, usage
+from .. import selectors, services
 from ..choices import CheckError
 from ..filters import (
     ConfigVersionFilter,
@@ -33,6 +34,8 @@ from ..filters import (
     StatusChangeFilter,
 )
 from ..models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
+from ..services import checks, oauth, polling, queueing, usage
+from ..services.statuses import PollError
 from .serializers import (
     ActivityQuerySerializer,
     ActivitySerializer,
@@ -200,7 +203,7 @@ class IntegrationViewSet(
         """Test the connection now, or queue the test with ``?async=1`` (202 with the check id)."""
         integration = self.get_object()
         if _wants_async(request):
-            check = checks.connection_test_queue(integration=integration, actor=self.actor)
+            check = queueing.connection_test_queue(integration=integration, actor=self.actor)
             return Response({"check_id": str(check.pk), "status": "queued"}, status=status.HTTP_202_ACCEPTED)
         check = checks.connection_test_run(integration=integration, actor=self.actor)
         if check.error_code == CheckError.URL_NOT_ALLOWED:
@@ -230,11 +233,11 @@ class IntegrationViewSet(
         """Poll the status endpoint now (``?async=1`` queues it): counts of seen, changed, unknown."""
         integration = self.get_object()
         if _wants_async(request):
-            polling.status_poll_queue(integration=integration)
+            queueing.status_poll_queue(integration=integration)
             return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
         try:
             result = polling.status_poll(integration=integration, actor=self.actor)
-        except polling.PollError as exc:
+        except PollError as exc:
             raise poll_error_response(exc) from None
         return Response(result.as_dict())
 
@@ -282,7 +285,7 @@ class IntegrationViewSet(
     def _activity(self, request, *, default_limit: int) -> Response:
         query = ActivityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(selectors.integration_activity(
+        return Response(activity.integration_activity(
             self.get_object(), time_range=query.validated_data["time_range"],
             limit=query.validated_data.get("limit", default_limit),
         ))
@@ -302,7 +305,7 @@ class IntegrationViewSet(
     @action(detail=True, methods=["get"])
     def connection(self, request, pk=None):
         integration = self.get_object()
-        return Response(connection_data(selectors.tenant_credential_of(integration)))
+        return Response(connection_data(selectors.credential_of(integration)))
 
 
 ASYNC_SPELLINGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -474,7 +477,7 @@ class MeIntegrationViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def connection(self, request, pk=None):
         integration = self._own_integration()
-        credential = Credential.objects.filter(integration=integration, user=request.user).first()
+        credential = selectors.credential_of(integration, request.user)
         return Response(me_connection_data(credential))
 
     @extend_schema(request=None, responses={200: DisconnectSerializer})

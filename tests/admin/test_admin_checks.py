@@ -8,20 +8,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import checks, tasks
 from connections.models import ConnectionCheck, Integration
+from connections.services import checks
+from connections.services.queueing import RUN_CONNECTION_CHECK, RUN_STATUS_POLL
 from tests.connections.factories import IntegrationFactory
 
 CHANGELIST = "admin:connections_integration_changelist"
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """What reaches the queue edge: the ``delay`` of both tasks, recorded."""
-    calls = {"checks": [], "polls": []}
-    monkeypatch.setattr(tasks.run_connection_check, "delay", calls["checks"].append)
-    monkeypatch.setattr(tasks.run_status_poll, "delay", calls["polls"].append)
-    return calls
+def sent(sent_tasks):
+    """What reaches the queue: the checks and the polls sent to the workers, as they are sent."""
+    return {"checks": sent_tasks[RUN_CONNECTION_CHECK], "polls": sent_tasks[RUN_STATUS_POLL]}
 
 
 def run_action(client, action: str, integrations, capture):

@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from connections import checks, tasks
+from connections import tasks
 from connections.models import ConnectionCheck, Integration
+from connections.services import checks, credential_set, health, probes, queueing, schedule
+from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
 
 
@@ -21,16 +23,17 @@ def allow_loopback(settings):
 
 
 @pytest.fixture
-def queued_ids(monkeypatch):
-    """What the dispatcher hands to the queue: ``run_health_checks.delay`` records its id chunks per thread."""
+def queued_ids(sent_tasks):
+    """What the dispatcher hands to the queue: the id chunks sent as ``run_health_checks``, per thread."""
     seen: dict[int, list[list[str]]] = {}
     lock = threading.Lock()
 
-    def record(ids):
-        with lock:
-            seen.setdefault(threading.get_ident(), []).append(list(ids))
+    def record(name, args):
+        if name == queueing.RUN_HEALTH_CHECKS:
+            with lock:
+                seen.setdefault(threading.get_ident(), []).append(list(args[0]))
 
-    monkeypatch.setattr(tasks.run_health_checks, "delay", record)
+    sent_tasks.on_send = record
     return seen
 
 
@@ -57,19 +60,19 @@ def test_next_health_state_follows_budget_and_threshold(settings, success, laten
     settings.HEALTH_FAILURE_THRESHOLD = 3
     settings.HEALTH_LATENCY_BUDGET_MS = 2000
 
-    assert checks.next_health_state(success=success, latency_ms=latency, consecutive_failures=failures) == expected
+    assert health.next_health_state(success=success, latency_ms=latency, consecutive_failures=failures) == expected
 
 
 def test_failure_threshold_is_a_setting(settings):
     settings.HEALTH_FAILURE_THRESHOLD = 5
 
-    assert checks.next_health_state(success=False, latency_ms=None, consecutive_failures=4) == "degraded"
-    assert checks.next_health_state(success=False, latency_ms=None, consecutive_failures=5) == "unhealthy"
+    assert health.next_health_state(success=False, latency_ms=None, consecutive_failures=4) == "degraded"
+    assert health.next_health_state(success=False, latency_ms=None, consecutive_failures=5) == "unhealthy"
 
 
 def test_recorded_results_move_health_and_audit_only_transitions(integration):
-    ok = checks.ProbeResult(success=True, status_code=200, latency_ms=5)
-    bad = checks.ProbeResult(success=False, error_code="TIMEOUT", error_message="slow")
+    ok = probes.ProbeResult(success=True, status_code=200, latency_ms=5)
+    bad = probes.ProbeResult(success=False, error_code="TIMEOUT", error_message="slow")
 
     for result in (ok, ok, bad, bad, bad, bad, ok):
         checks.checks_record(results={integration.pk: result}, kind="health")
@@ -90,7 +93,7 @@ def test_recorded_results_move_health_and_audit_only_transitions(integration):
 def test_a_check_keeps_a_disabled_integration_disabled(integration):
     Integration.objects.filter(pk=integration.pk).update(status="disabled")
 
-    checks.checks_record(results={integration.pk: checks.ProbeResult(success=True, latency_ms=1)}, kind="test")
+    checks.checks_record(results={integration.pk: probes.ProbeResult(success=True, latency_ms=1)}, kind="test")
 
     integration.refresh_from_db()
     assert integration.status == "disabled" and integration.health_state == "healthy"
@@ -115,7 +118,7 @@ def test_dispatcher_claims_only_due_rows_and_moves_them_by_the_interval_with_jit
     before = {i.pk: i.next_check_at for i in (future, disabled, deleted)}
 
     with django_capture_on_commit_callbacks(execute=True):
-        claimed = checks.health_checks_dispatch(now=now)
+        claimed = schedule.health_checks_dispatch(now=now)
 
     assert claimed == 3
     assert sorted(flat(queued_ids)) == sorted(str(i.pk) for i in (never, past, on_time))
@@ -125,7 +128,7 @@ def test_dispatcher_claims_only_due_rows_and_moves_them_by_the_interval_with_jit
         assert row.next_check_at == before[row.pk]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert checks.health_checks_dispatch(now=now) == 0  # nothing is due twice
+        assert schedule.health_checks_dispatch(now=now) == 0  # nothing is due twice
     assert len(flat(queued_ids)) == 3
 
 
@@ -137,7 +140,7 @@ def test_dispatcher_works_through_batches_and_queues_chunks(
     due = [IntegrationFactory(tenant=tenant, provider=provider) for _ in range(8)]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert checks.health_checks_dispatch() == 8
+        assert schedule.health_checks_dispatch() == 8
 
     chunks = [chunk for per_thread in queued_ids.values() for chunk in per_thread]
     assert all(1 <= len(chunk) <= 2 for chunk in chunks)
@@ -147,9 +150,6 @@ def test_dispatcher_works_through_batches_and_queues_chunks(
 def test_dispatcher_leaves_integrations_that_cannot_be_checked_until_they_can(
     tenant, queued_ids, django_capture_on_commit_callbacks
 ):
-    from connections.services import credential_set
-    from tests.catalog.factories import ProviderFactory
-
     keyed = ProviderFactory(slug="keyed-api", auth_type="api_key")
     open_api = ProviderFactory(slug="open-api", auth_type="none")
     waiting = IntegrationFactory(tenant=tenant, provider=keyed, name="no key yet")
@@ -158,7 +158,7 @@ def test_dispatcher_leaves_integrations_that_cannot_be_checked_until_they_can(
     ready = IntegrationFactory(tenant=tenant, provider=open_api, name="ready")
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert checks.health_checks_dispatch() == 1
+        assert schedule.health_checks_dispatch() == 1
     assert flat(queued_ids) == [str(ready.pk)]
     for row in Integration.objects.filter(pk__in=[waiting.pk, user_only.pk, no_url.pk]):
         assert row.next_check_at is None and row.health_state == "unknown"
@@ -166,7 +166,7 @@ def test_dispatcher_leaves_integrations_that_cannot_be_checked_until_they_can(
 
     credential_set(actor=SYSTEM, integration=waiting, credential_type="api_key", data={"api_key": "k" * 20})
     with django_capture_on_commit_callbacks(execute=True):
-        assert checks.health_checks_dispatch() == 1  # due at once, not an interval later
+        assert schedule.health_checks_dispatch() == 1  # due at once, not an interval later
     assert flat(queued_ids)[-1] == str(waiting.pk)
 
 
@@ -181,7 +181,7 @@ def test_two_dispatchers_at_once_never_claim_the_same_row(tenant, provider, sett
     def dispatcher():
         try:
             start.wait(timeout=10)
-            claimed[threading.get_ident()] = checks.health_checks_dispatch()
+            claimed[threading.get_ident()] = schedule.health_checks_dispatch()
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -223,7 +223,7 @@ def test_health_checks_run_writes_one_health_check_per_integration(tenant, provi
     Integration.objects.filter(pk=bad.pk).update(test_endpoint="/broken")
     disabled = far_side(tenant, provider, httpserver, 1, "off", status="disabled")[0]
 
-    ran = checks.health_checks_run(integration_ids=[str(i.pk) for i in (*good, bad, disabled)])
+    ran = schedule.health_checks_run(integration_ids=[str(i.pk) for i in (*good, bad, disabled)])
 
     assert ran == 4
     rows = ConnectionCheck.objects.filter(kind="health")
@@ -255,7 +255,7 @@ def test_hostile_answers_of_one_tenant_do_not_stop_the_other_tenants_checks(
         Integration.objects.filter(pk=integration.pk).update(test_endpoint=path)
     others = far_side(other_tenant, provider, httpserver, 3, "other")
 
-    ran = checks.health_checks_run(integration_ids=[str(i.pk) for i in (*hostile.values(), *others)])
+    ran = schedule.health_checks_run(integration_ids=[str(i.pk) for i in (*hostile.values(), *others)])
 
     assert ran == 6
     rows = {r.integration_id: r for r in ConnectionCheck.objects.filter(kind="health")}
@@ -272,8 +272,8 @@ def test_a_result_the_batch_cannot_write_is_left_out_and_the_others_are_recorded
     databases), the batch is written row by row and only that integration's check is missing."""
     poisoned = IntegrationFactory(tenant=tenant, provider=provider, name="Poisoned")
     others = [IntegrationFactory(tenant=other_tenant, provider=provider, name=f"Other {k}") for k in range(3)]
-    results = {i.pk: checks.ProbeResult(success=True, status_code=200, latency_ms=12, attempts=1) for i in others}
-    results[poisoned.pk] = checks.ProbeResult(success=True, status_code=200, latency_ms=2**64, attempts=1)
+    results = {i.pk: probes.ProbeResult(success=True, status_code=200, latency_ms=12, attempts=1) for i in others}
+    results[poisoned.pk] = probes.ProbeResult(success=True, status_code=200, latency_ms=2**64, attempts=1)
 
     with caplog.at_level("ERROR", logger="connections"):
         written = checks.checks_record(results=results, kind="health")
@@ -293,9 +293,9 @@ def test_health_checks_run_writes_in_a_fixed_number_of_queries(tenant, provider,
     many = far_side(tenant, provider, httpserver, 8, "many")
 
     with CaptureQueriesContext(connection) as small:
-        checks.health_checks_run(integration_ids=[i.pk for i in few])
+        schedule.health_checks_run(integration_ids=[i.pk for i in few])
     with CaptureQueriesContext(connection) as large:
-        checks.health_checks_run(integration_ids=[i.pk for i in many])
+        schedule.health_checks_run(integration_ids=[i.pk for i in many])
 
     assert ConnectionCheck.objects.count() == 10
     assert len(large) == len(small)
@@ -304,7 +304,7 @@ def test_health_checks_run_writes_in_a_fixed_number_of_queries(tenant, provider,
 def test_health_checks_run_with_nothing_live_does_nothing(integration):
     Integration.objects.filter(pk=integration.pk).update(deleted_at=timezone.now())
 
-    assert checks.health_checks_run(integration_ids=[integration.pk]) == 0
+    assert schedule.health_checks_run(integration_ids=[integration.pk]) == 0
     assert not ConnectionCheck.objects.exists()
 
 
@@ -335,10 +335,9 @@ def test_prune_deletes_only_checks_older_than_the_retention(integration, setting
     assert list(ConnectionCheck.objects.values_list("pk", flat=True)) == [today.pk]
 
 
-def test_sweep_requeues_only_checks_left_queued_too_long(integration, settings, monkeypatch):
+def test_sweep_requeues_only_checks_left_queued_too_long(integration, settings, sent_tasks):
     settings.QUEUED_CHECK_SWEEP_SECONDS = 120
-    requeued = []
-    monkeypatch.setattr(tasks.run_connection_check, "delay", requeued.append)
+    requeued = sent_tasks[queueing.RUN_CONNECTION_CHECK]
     stale = aged(new_check(integration, state="queued", success=None), minutes=10)
     aged(new_check(integration, state="completed", success=True), minutes=10)
     new_check(integration, state="queued", success=None)
@@ -349,13 +348,12 @@ def test_sweep_requeues_only_checks_left_queued_too_long(integration, settings, 
 
 
 def test_connection_test_queue_hands_the_check_to_the_worker_after_commit(
-    integration, monkeypatch, django_capture_on_commit_callbacks
+    integration, sent_tasks, django_capture_on_commit_callbacks
 ):
-    sent = []
-    monkeypatch.setattr(tasks.run_connection_check, "delay", sent.append)
+    sent = sent_tasks[queueing.RUN_CONNECTION_CHECK]
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+        check = queueing.connection_test_queue(integration=integration, actor=SYSTEM)
     assert check.state == "queued" and not sent
     for callback in callbacks:
         callback()
@@ -363,15 +361,12 @@ def test_connection_test_queue_hands_the_check_to_the_worker_after_commit(
     assert sent == [str(check.pk)]
 
 
-def test_a_broker_failure_while_queueing_does_not_fail_the_caller(integration, monkeypatch,
+def test_a_broker_failure_while_queueing_does_not_fail_the_caller(integration, sent_tasks,
                                                                   django_capture_on_commit_callbacks):
-    def broken(*args):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.run_connection_check, "delay", broken)
+    sent_tasks.broker_down = True
 
     with django_capture_on_commit_callbacks(execute=True):
-        check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+        check = queueing.connection_test_queue(integration=integration, actor=SYSTEM)
 
     assert ConnectionCheck.objects.get(pk=check.pk).state == "queued"  # the sweep picks it up later
 
@@ -390,7 +385,7 @@ def test_the_worker_task_completes_a_queued_check(integration, httpserver):
         api_base_url=httpserver.url_for("/").rstrip("/"), test_endpoint="/ping", retry_count=0
     )
     httpserver.expect_request("/ping").respond_with_json({"ok": True})
-    check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+    check = queueing.connection_test_queue(integration=integration, actor=SYSTEM)
 
     tasks.run_connection_check(str(check.pk))
     tasks.run_connection_check(str(check.pk))
@@ -401,7 +396,7 @@ def test_the_worker_task_completes_a_queued_check(integration, httpserver):
 
 
 def test_a_check_left_running_by_a_lost_worker_runs_again_and_is_swept(integration, httpserver, settings,
-                                                                         monkeypatch):
+                                                                         sent_tasks):
     Integration.objects.filter(pk=integration.pk).update(
         api_base_url=httpserver.url_for("/").rstrip("/"), test_endpoint="/ping", retry_count=0
     )
@@ -411,8 +406,7 @@ def test_a_check_left_running_by_a_lost_worker_runs_again_and_is_swept(integrati
                      started_at=timezone.now() - timedelta(seconds=checks.RUNNING_STALE_SECONDS + 60))
     aged(lost, seconds=checks.RUNNING_STALE_SECONDS + 60)
     aged(recent, seconds=checks.RUNNING_STALE_SECONDS + 60)
-    requeued = []
-    monkeypatch.setattr(tasks.run_connection_check, "delay", requeued.append)
+    requeued = sent_tasks[queueing.RUN_CONNECTION_CHECK]
 
     assert checks.queued_checks_sweep() == 1
     assert requeued == [str(lost.pk)]
@@ -429,10 +423,10 @@ def test_a_check_left_running_by_a_lost_worker_runs_again_and_is_swept(integrati
 def test_an_absolute_test_endpoint_stands_alone(integration):
     integration.test_endpoint = "https://status.example.org/health"
 
-    assert checks.endpoint_url(integration, integration.test_endpoint) == "https://status.example.org/health"
+    assert probes.endpoint_url(integration, integration.test_endpoint) == "https://status.example.org/health"
     integration.api_base_url = "https://api.example.com/v2/"
-    assert checks.endpoint_url(integration, "/ping") == "https://api.example.com/v2/ping"
-    assert checks.endpoint_url(integration, "") == "https://api.example.com/v2/"
+    assert probes.endpoint_url(integration, "/ping") == "https://api.example.com/v2/ping"
+    assert probes.endpoint_url(integration, "") == "https://api.example.com/v2/"
 
 
 @pytest.mark.parametrize(
@@ -446,7 +440,7 @@ def test_an_absolute_test_endpoint_stands_alone(integration):
     ],
 )
 def test_sample_is_small_json_or_nothing(body, expected):
-    assert checks.make_sample(body) == expected
+    assert probes.make_sample(body) == expected
 
 
 def test_a_refused_url_is_recorded_as_url_not_allowed_without_a_request(integration, settings):
@@ -463,7 +457,7 @@ def test_a_refused_url_is_recorded_as_url_not_allowed_without_a_request(integrat
 def test_a_queued_check_runs_even_while_its_integration_row_is_locked(integration):
     """Claiming the check locks the check row only; a health check recording at that moment must not hide it."""
     Integration.objects.filter(pk=integration.pk).update(api_base_url="")  # NOT_CONFIGURED: no network needed
-    check = checks.connection_test_queue(integration=integration, actor=SYSTEM)
+    check = queueing.connection_test_queue(integration=integration, actor=SYSTEM)
     locked, release = threading.Event(), threading.Event()
 
     def hold_lock():

@@ -9,8 +9,8 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from connections import oauth
 from connections.models import ConnectionCheck, Credential, Integration, OAuthState
+from connections.services import oauth
 from tenants.choices import Role
 from tests.conftest import make_user, token_client
 from tests.connections.factories import IntegrationFactory

@@ -8,8 +8,9 @@ from django.db import connections, transaction
 from django.utils import timezone
 from werkzeug import Response
 
-from connections import polling, tasks
+from connections import tasks
 from connections.models import ExternalStatus, Integration, StatusChange
+from connections.services import polling, queueing, statuses
 from tests.connections.factories import IntegrationFactory
 
 
@@ -30,7 +31,7 @@ def mapped(integration):
 
 
 def test_provider_mapping_is_merged_with_the_integrations_and_the_integration_wins(mapped):
-    mapping = polling.raw_to_canonical(mapped)
+    mapping = statuses.raw_to_canonical(mapped)
 
     assert mapping == {"open": "hold", "Free": "available", "gone": "sold", "held-for-you": "reserved"}
 
@@ -41,11 +42,11 @@ def test_provider_mapping_is_merged_with_the_integrations_and_the_integration_wi
      ("unheard-of", None), ("", None)],
 )
 def test_map_status_is_exact_first_then_case_insensitive(mapped, raw, expected):
-    assert polling.map_status(raw, polling.raw_to_canonical(mapped)) == expected
+    assert statuses.map_status(raw, statuses.raw_to_canonical(mapped)) == expected
 
 
 def test_exact_match_beats_a_case_insensitive_one():
-    assert polling.map_status("Open", {"open": "hold", "Open": "available"}) == "available"
+    assert statuses.map_status("Open", {"open": "hold", "Open": "available"}) == "available"
 
 
 # --- reading the answer -------------------------------------------------------------------------------------------
@@ -55,14 +56,14 @@ def test_exact_match_beats_a_case_insensitive_one():
 def test_default_list_keys_are_found(integration, key):
     data = {"meta": {"n": 1}, key: [{"id": 1, "status": "open"}]}
 
-    assert polling.extract_items(data, integration) == [("1", "open")]
+    assert statuses.extract_items(data, integration) == [("1", "open")]
 
 
 def test_a_root_list_is_read_and_bad_items_are_skipped(integration):
     data = [{"id": "a", "status": "open"}, {"id": "b"}, {"status": "open"}, "junk", {"id": "c", "status": {"x": 1}},
             {"id": 7, "status": 3}]
 
-    assert polling.extract_items(data, integration) == [("a", "open"), ("7", "3")]
+    assert statuses.extract_items(data, integration) == [("a", "open"), ("7", "3")]
 
 
 def test_a_dotted_path_with_an_index_reaches_nested_items(integration):
@@ -71,13 +72,13 @@ def test_a_dotted_path_with_an_index_reaches_nested_items(integration):
     integration.status_field = "state"
     data = {"pages": [{"units": [{"ref": {"code": "U1"}, "state": "vacant"}]}]}
 
-    assert polling.extract_items(data, integration) == [("U1", "vacant")]
+    assert statuses.extract_items(data, integration) == [("U1", "vacant")]
 
 
 @pytest.mark.parametrize("data", [{"nothing": "here"}, "text", {"items": "not a list"}, 42])
 def test_an_answer_without_a_list_is_a_poll_error(integration, data):
-    with pytest.raises(polling.PollError) as caught:
-        polling.extract_items(data, integration)
+    with pytest.raises(statuses.PollError) as caught:
+        statuses.extract_items(data, integration)
 
     assert caught.value.code == "UNEXPECTED_STATUS"
 
@@ -85,20 +86,20 @@ def test_an_answer_without_a_list_is_a_poll_error(integration, data):
 def test_a_configured_path_that_is_missing_is_a_poll_error(integration):
     integration.status_items_path = "data.units"
 
-    with pytest.raises(polling.PollError):
-        polling.extract_items({"items": [{"id": 1, "status": "open"}]}, integration)
+    with pytest.raises(statuses.PollError):
+        statuses.extract_items({"items": [{"id": 1, "status": "open"}]}, integration)
 
 
 # --- storing ----------------------------------------------------------------------------------------------------
 
 
 def test_storing_upserts_rows_and_records_each_change(mapped):
-    first = polling.statuses_store(integration=mapped, pairs=[("a", "open"), ("b", "mystery"), ("a", "gone")])
+    first = statuses.statuses_store(integration=mapped, pairs=[("a", "open"), ("b", "mystery"), ("a", "gone")])
 
     assert first.as_dict() == {"seen": 2, "changed": 0, "unknown": {"mystery": 1}}
     assert ExternalStatus.objects.get(external_id="a").canonical_status == "sold"  # the last value of a repeated id
 
-    second = polling.statuses_store(integration=mapped, pairs=[("a", "gone"), ("b", "open"), ("c", "FREE")])
+    second = statuses.statuses_store(integration=mapped, pairs=[("a", "gone"), ("b", "open"), ("c", "FREE")])
 
     assert second.as_dict() == {"seen": 3, "changed": 1, "unknown": {}}
     b = ExternalStatus.objects.get(external_id="b")
@@ -112,10 +113,10 @@ def test_storing_upserts_rows_and_records_each_change(mapped):
 
 
 def test_a_mapping_fix_turns_an_unknown_value_into_a_change(mapped):
-    polling.statuses_store(integration=mapped, pairs=[("a", "paused")])
+    statuses.statuses_store(integration=mapped, pairs=[("a", "paused")])
     mapped.status_mapping = {**mapped.status_mapping, "unreleased": ["paused"]}
 
-    result = polling.statuses_store(integration=mapped, pairs=[("a", "paused")])
+    result = statuses.statuses_store(integration=mapped, pairs=[("a", "paused")])
 
     assert result.changed == 1 and result.unknown == {}
     row = ExternalStatus.objects.get(external_id="a")
@@ -124,9 +125,9 @@ def test_a_mapping_fix_turns_an_unknown_value_into_a_change(mapped):
 
 def test_statuses_are_kept_per_integration(mapped, tenant, provider):
     other = IntegrationFactory(tenant=tenant, provider=provider, name="Other")
-    polling.statuses_store(integration=mapped, pairs=[("a", "open")])
+    statuses.statuses_store(integration=mapped, pairs=[("a", "open")])
 
-    polling.statuses_store(integration=other, pairs=[("a", "gone")])
+    statuses.statuses_store(integration=other, pairs=[("a", "gone")])
 
     assert ExternalStatus.objects.filter(external_id="a").count() == 2
     assert not StatusChange.objects.exists()
@@ -191,10 +192,9 @@ def test_a_poll_sends_the_credential_and_retries_a_5xx(far, httpserver):
 
 
 def test_poll_dispatcher_claims_only_due_polling_integrations_with_an_endpoint(
-    tenant, provider, monkeypatch, django_capture_on_commit_callbacks
+    tenant, provider, sent_tasks, django_capture_on_commit_callbacks
 ):
-    sent = []
-    monkeypatch.setattr(tasks.run_status_poll, "delay", sent.append)
+    sent = sent_tasks[queueing.RUN_STATUS_POLL]
     now = timezone.now()
 
     def make(name, **fields):
@@ -225,13 +225,12 @@ def test_poll_dispatcher_claims_only_due_polling_integrations_with_an_endpoint(
     assert len(sent) == 2
 
 
-def test_status_poll_queue_sends_the_integration_after_commit(integration, monkeypatch,
+def test_status_poll_queue_sends_the_integration_after_commit(integration, sent_tasks,
                                                               django_capture_on_commit_callbacks):
-    sent = []
-    monkeypatch.setattr(tasks.run_status_poll, "delay", sent.append)
+    sent = sent_tasks[queueing.RUN_STATUS_POLL]
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        polling.status_poll_queue(integration=integration)
+        queueing.status_poll_queue(integration=integration)
 
     assert len(callbacks) == 1 and sent == [str(integration.pk)]
 
@@ -247,7 +246,7 @@ def test_two_polls_of_the_same_integration_at_once_do_not_collide(mapped):
     def first():
         try:
             with transaction.atomic():
-                results["first"] = polling.statuses_store(integration=mapped, pairs=pairs)
+                results["first"] = statuses.statuses_store(integration=mapped, pairs=pairs)
                 stored.set()
                 release.wait(timeout=10)
         except Exception as exc:  # surfaced below
@@ -258,7 +257,7 @@ def test_two_polls_of_the_same_integration_at_once_do_not_collide(mapped):
 
     def second():
         try:
-            results["second"] = polling.statuses_store(integration=mapped, pairs=[("a", "gone"), ("b", "gone")])
+            results["second"] = statuses.statuses_store(integration=mapped, pairs=[("a", "gone"), ("b", "gone")])
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connections import tasks, usage
+from connections import tasks
 from connections.models import ConnectionCheck, ExternalStatus, Integration, UsageDaily
+from connections.services import usage
 from tests.connections.factories import IntegrationFactory
 from tests.strategies import json_leaves, json_values
 

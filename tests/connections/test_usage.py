@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from connections import checks, usage
 from connections.models import Integration, UsageDaily
+from connections.services import checks, probes, usage
 from tests.connections.factories import IntegrationFactory
 
 
@@ -151,7 +151,7 @@ def test_the_background_thread_writes_the_counts_without_a_flush_call(integratio
     script = (
         "import django, os, time\n"
         "django.setup()\n"
-        "from connections import usage\n"
+        "from connections.services import usage\n"
         "from connections.models import UsageDaily\n"
         f"usage.record('{integration.pk}', '{integration.tenant_id}', requests=3, tokens=9)\n"
         "deadline = time.monotonic() + 10\n"
@@ -176,7 +176,7 @@ def test_the_background_thread_writes_the_counts_without_a_flush_call(integratio
 
 def test_a_connection_test_counts_the_request_and_the_reported_tokens_and_cost(tenant, provider, far_side):
     integration = make(tenant, provider, far_side, test_endpoint="/ping")
-    result = checks.probe(integration, None)
+    result = probes.probe(integration, None)
     assert result.success is True
     usage.flush()
     assert rows(integration) == [{"date": timezone.localdate(), "requests": 1, "errors": 0, "webhooks": 0,
@@ -186,14 +186,14 @@ def test_a_connection_test_counts_the_request_and_the_reported_tokens_and_cost(t
 def test_usage_header_names_can_be_set_per_integration(tenant, provider, far_side):
     integration = make(tenant, provider, far_side, test_endpoint="/custom",
                        settings={"usage_tokens_header": "X-Tokens-Used", "usage_cost_header": "X-Bill"})
-    assert checks.probe(integration, None).success is True
+    assert probes.probe(integration, None).success is True
     usage.flush()
     assert (rows(integration)[0]["tokens"], rows(integration)[0]["cost"]) == (7, Decimal("1.500000"))
 
 
 def test_an_error_answer_counts_a_request_and_an_error(tenant, provider, far_side):
     integration = make(tenant, provider, far_side, test_endpoint="/broken")
-    assert checks.probe(integration, None).success is False
+    assert probes.probe(integration, None).success is False
     usage.flush()
     assert (rows(integration)[0]["requests"], rows(integration)[0]["errors"]) == (1, 1)
 
@@ -205,7 +205,7 @@ def test_a_connection_failure_counts_a_request_and_an_error(tenant, provider, se
         port = sock.getsockname()[1]  # nothing listens once closed
     integration = IntegrationFactory(tenant=tenant, provider=provider, api_base_url=f"http://127.0.0.1:{port}",
                                      test_endpoint="/ping", retry_count=0, timeout_seconds=2)
-    result = checks.probe(integration, None)
+    result = probes.probe(integration, None)
     assert result.error_code == "CONNECTION_FAILED"
     usage.flush()
     assert (rows(integration)[0]["requests"], rows(integration)[0]["errors"]) == (1, 1)
@@ -277,8 +277,8 @@ def test_past_the_requests_per_minute_limit_a_call_is_refused_unsent_and_audited
 ):
     fresh_minute()
     integration = make(tenant, provider, far_side, test_endpoint="/ping", limit_requests_per_minute=2)
-    assert checks.probe(integration, None).success is True
-    assert checks.probe(integration, None).success is True
+    assert probes.probe(integration, None).success is True
+    assert probes.probe(integration, None).success is True
     sent = len(far_side.log)
     for _ in range(3):
         with pytest.raises(usage.LimitRefused) as refused:
@@ -294,7 +294,7 @@ def test_past_the_requests_per_minute_limit_a_call_is_refused_unsent_and_audited
 def test_past_the_monthly_budget_a_call_is_refused_and_audited_once(tenant, provider, far_side):
     integration = make(tenant, provider, far_side, test_endpoint="/ping", limit_monthly_budget=Decimal("50.00"))
     month_rows(integration, today_tokens=0, today_cost="30", earlier_tokens=0, earlier_cost="20")
-    first, second = checks.probe(integration, None), checks.probe(integration, None)
+    first, second = probes.probe(integration, None), probes.probe(integration, None)
     assert first.error_code == second.error_code == "LIMIT_EXCEEDED"
     assert "budget" in first.error_message
     assert len(far_side.log) == 0
@@ -306,7 +306,7 @@ def test_past_the_monthly_tokens_a_call_is_refused_and_audited_once(tenant, prov
     integration = make(tenant, provider, far_side, test_endpoint="/ping", limit_tokens=1000)
     month_rows(integration, today_tokens=600, today_cost="0", earlier_tokens=400, earlier_cost="0")
     for _ in range(2):
-        assert checks.probe(integration, None).error_code == "LIMIT_EXCEEDED"
+        assert probes.probe(integration, None).error_code == "LIMIT_EXCEEDED"
     assert len(far_side.log) == 0
     events = AuditEvent.objects.filter(action="integration.limit_exceeded", target_id=str(integration.pk))
     assert [e.changes["limit"] for e in events] == ["tokens"]
@@ -316,7 +316,7 @@ def test_below_every_limit_a_call_goes_out(tenant, provider, far_side):
     integration = make(tenant, provider, far_side, test_endpoint="/ping", limit_tokens=1001,
                        limit_monthly_budget=Decimal("50.01"), limit_requests_per_minute=1000)
     month_rows(integration, today_tokens=600, today_cost="30", earlier_tokens=400, earlier_cost="20")
-    assert checks.probe(integration, None).success is True
+    assert probes.probe(integration, None).success is True
     assert not AuditEvent.objects.filter(action="integration.limit_exceeded").exists()
 
 

@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from audit.models import AuditEvent
 from audit.services import SYSTEM
 from catalog.models import IntegrationProvider
-from connections.checks import connection_test_run
 from connections.management.commands.seed_demo import (
     DEFAULT_PASSWORD,
     DEMO_INTEGRATION,
@@ -20,8 +19,7 @@ from connections.management.commands.seed_demo import (
     demo_providers,
 )
 from connections.models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
-from connections.polling import status_poll
-from connections.services import integration_create
+from connections.services import connection_test_run, integration_create, status_poll
 from demo.upstream import CLIENT_SECRET, INVENTORY_API_KEY, UNKNOWN_STATUS
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.services import tenant_create

@@ -16,7 +16,7 @@ from django.test import Client as DjangoClient
 from audit.services import SYSTEM
 from connections.management.commands.seed_demo import CANONICAL_STATUS_MAPPING
 from connections.models import ExternalStatus, StatusChange
-from connections.polling import map_status, raw_to_canonical
+from connections.services.statuses import map_status, raw_to_canonical
 from demo.upstream import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from connections.models import ExternalStatus, StatusChange
-from connections.polling import statuses_store
+from connections.services.statuses import statuses_store
 from tests.connections.factories import IntegrationFactory
 from tests.helpers import current_database_url
 

@@ -19,8 +19,8 @@ from django.db.models import Count
 from prometheus_client.parser import text_string_to_metric_families
 
 from audit.models import AuditEvent
-from connections import usage
 from connections.models import ConnectionCheck, Credential, Integration, UsageDaily
+from connections.services import usage
 from tenants.choices import Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory

@@ -9,6 +9,7 @@ from audit.models import AuditEvent
 from audit.services import SYSTEM
 from connections import tasks as connection_tasks
 from connections.models import ExternalStatus, Integration, StatusChange
+from connections.services import integration_delete, statuses_store
 from integrations_site.api.errors import ConflictError
 from tests.connections.factories import IntegrationFactory
 from webhooks import services
@@ -233,10 +234,8 @@ def test_after_the_last_scheduled_try_the_event_is_failed(endpoint, settings, da
 
 
 def test_a_failure_after_a_success_path_rolls_its_effects_back(endpoint, webhook_integration, monkeypatch):
-    from connections import polling
-
     def store_then_fail(*, integration, pairs):
-        polling.statuses_store(integration=integration, pairs=pairs)
+        statuses_store(integration=integration, pairs=pairs)
         raise RuntimeError("worker fell over")
 
     monkeypatch.setattr(processing, "statuses_store", store_then_fail)
@@ -303,8 +302,6 @@ def test_prune_deletes_only_processed_events_older_than_the_retention(endpoint, 
 
 
 def test_deleting_the_integration_disables_its_endpoints_and_keeps_their_events(make_endpoint, integration):
-    from connections.services import integration_delete
-
     (one, _), (two, _) = make_endpoint(), make_endpoint()
     event = accept(one, {"a": 1})
     integration_delete(actor=SYSTEM, integration=integration)
@@ -316,8 +313,6 @@ def test_deleting_the_integration_disables_its_endpoints_and_keeps_their_events(
 
 
 def test_events_of_a_deleted_integration_are_recorded_not_applied(endpoint, webhook_integration):
-    from connections.services import integration_delete
-
     event = accept(endpoint, {"id": "a", "status": "open"})
     integration_delete(actor=SYSTEM, integration=webhook_integration)
     assert services.event_process(event_id=event.pk) == "processed"

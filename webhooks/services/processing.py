@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 from connections.choices import UpdateMethod
-from connections.polling import PollError, extract_items, statuses_store
+from connections.services.statuses import PollError, extract_items, statuses_store
 from integrations_site import bounds
 from integrations_site.api.errors import ConflictError
 

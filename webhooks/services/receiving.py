@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from connections import usage
+from connections.services import usage
 from integrations_site import bounds
 from integrations_site.api.errors import envelope
 

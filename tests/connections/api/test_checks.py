@@ -11,9 +11,8 @@ from werkzeug import Response
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from connections import checks
 from connections.models import ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
-from connections.services import credential_set
+from connections.services import checks, credential_set
 from tenants.choices import SUPER_ADMIN, Role
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory

@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM, audit_record
-from connections import services, usage
+from connections import services
 from connections.models import ConnectionCheck, Integration, UsageDaily
+from connections.services import usage
 from tenants.choices import Role
 from tests.connections.factories import IntegrationFactory
 from tests.helpers import assert_envelope

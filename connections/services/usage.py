@@ -23,8 +23,8 @@ from audit.services import SYSTEM, audit_record
 from integrations_site import bounds
 from integrations_site.batching import BackgroundBatcher
 
-from . import http
-from .models import Integration, UsageDaily
+from .. import http
+from ..models import Integration, UsageDaily
 
 logger = logging.getLogger("connections.usage")
 

@@ -1,18 +1,21 @@
-"""Integration lifecycle, credentials and config versions.
+"""Integration lifecycle (create, update, enable, disable, delete) and config versions.
 
-Every function here is atomic, writes its audit event, and is the only place
-that changes these models.
+Every service here is atomic, writes its audit event, and is the only place that
+changes an integration's config and lifecycle.
 """
+from collections.abc import Callable
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
-from integrations_site.api.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationFailed
+from integrations_site.api.errors import ConflictError, NotFoundError, PermissionDeniedError
 from tenants.choices import plan_rank
 
-from . import adapters
-from .choices import CredentialStatus, CredentialType, IntegrationStatus
-from .models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
+from ..choices import CredentialStatus, IntegrationStatus
+from ..models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
+from ..selectors import credential_of
+from .queueing import connection_retest_queue
 
 # Changing one of these queues a connection test.
 CONNECTION_FIELDS = {"api_base_url", "test_endpoint", "timeout_seconds", "retry_count", "settings"}
@@ -54,16 +57,19 @@ def _save_or_conflict(integration: Integration, **kwargs) -> None:
         raise
 
 
-def _current_credential(integration: Integration, user=None) -> Credential | None:
-    return Credential.objects.filter(integration=integration, user=user).first()
+# Run by integration_delete in its transaction, with (actor=, integration=): what the apps above
+# connections do when an integration goes (webhooks turns its endpoints off; webhooks/apps.py).
+# A plain list filled once at start-up, not a signal: the delete calls each one, in order.
+DELETE_HOOKS: list[Callable[..., object]] = []
 
 
-def _record_version(*, integration: Integration, actor: Actor, reason: str) -> ConfigVersion:
+def config_version_record(*, integration: Integration, actor: Actor, reason: str) -> ConfigVersion:
+    """A new config version: the integration's config now and its tenant-wide credential's version."""
     last = (
         ConfigVersion.objects.filter(integration=integration).order_by("-number")
         .values_list("number", flat=True).first()
     )
-    credential = _current_credential(integration)
+    credential = credential_of(integration)
     return ConfigVersion.objects.create(
         tenant=integration.tenant,
         integration=integration,
@@ -76,15 +82,8 @@ def _record_version(*, integration: Integration, actor: Actor, reason: str) -> C
     )
 
 
-def _queue_test(integration: Integration, actor: Actor) -> None:
-    """Test the connection in the background after a change (not for disabled integrations)."""
-    from .checks import connection_test_queue
-
-    if integration.status != IntegrationStatus.DISABLED:
-        connection_test_queue(integration=integration, actor=actor)
-
-
-def _lock(integration: Integration) -> Integration:
+def integration_lock(integration: Integration) -> Integration:
+    """The integration's row, locked until the transaction ends; 404 when it was deleted."""
     locked = Integration.objects.select_for_update().select_related("provider", "tenant").get(pk=integration.pk)
     if locked.is_deleted:
         raise NotFoundError("Integration not found.", code="INTEGRATION_NOT_FOUND")
@@ -110,7 +109,7 @@ def integration_create(*, actor: Actor, tenant, provider, data: dict) -> Integra
     if provider.requires_user_scoping:
         integration.user_scoped = True
     _save_or_conflict(integration)
-    _record_version(integration=integration, actor=actor, reason="created")
+    config_version_record(integration=integration, actor=actor, reason="created")
     audit_record(
         actor=actor, action="integration.created", target=integration,
         changes={"provider": {"to": provider.slug}, **{k: {"to": v} for k, v in integration.config_snapshot().items()}},
@@ -121,7 +120,7 @@ def integration_create(*, actor: Actor, tenant, provider, data: dict) -> Integra
 @transaction.atomic
 def integration_update(*, actor: Actor, integration: Integration, data: dict) -> Integration:
     """Apply config changes; a new version is recorded only when something changed."""
-    integration = _lock(integration)
+    integration = integration_lock(integration)
     changes = {}
     for field, value in data.items():
         if field in CONFIG_FIELDS and getattr(integration, field) != value:
@@ -132,10 +131,10 @@ def integration_update(*, actor: Actor, integration: Integration, data: dict) ->
     if "name" in changes:
         _check_name_free(tenant=integration.tenant, name=integration.name, exclude_pk=integration.pk)
     _save_or_conflict(integration)
-    _record_version(integration=integration, actor=actor, reason="updated: " + ", ".join(sorted(changes)))
+    config_version_record(integration=integration, actor=actor, reason="updated: " + ", ".join(sorted(changes)))
     audit_record(actor=actor, action="integration.updated", target=integration, changes=changes)
     if CONNECTION_FIELDS & set(changes):
-        _queue_test(integration, actor)
+        connection_retest_queue(integration=integration, actor=actor)
     return integration
 
 
@@ -144,11 +143,11 @@ def integration_enable(*, actor: Actor, integration: Integration) -> Integration
     """Enable: a disabled integration goes back to ``pending`` (``connected`` if its
     credential was last validated). Enabling an enabled one changes nothing, but
     the request is still audited so the trail shows every lifecycle step."""
-    integration = _lock(integration)
+    integration = integration_lock(integration)
     old = integration.status
     if integration.status == IntegrationStatus.DISABLED:
         _check_plan(tenant=integration.tenant, provider=integration.provider)
-        credential = _current_credential(integration)
+        credential = credential_of(integration)
         validated = (
             credential is not None and credential.is_set and credential.status == CredentialStatus.ACTIVE
             and credential.last_validated_at is not None
@@ -164,7 +163,7 @@ def integration_enable(*, actor: Actor, integration: Integration) -> Integration
 @transaction.atomic
 def integration_disable(*, actor: Actor, integration: Integration) -> Integration:
     """Disable: no checks or polling run until enabled again. Idempotent; always audited."""
-    integration = _lock(integration)
+    integration = integration_lock(integration)
     old = integration.status
     if integration.status != IntegrationStatus.DISABLED:
         integration.status = IntegrationStatus.DISABLED
@@ -178,85 +177,25 @@ def integration_disable(*, actor: Actor, integration: Integration) -> Integratio
 @transaction.atomic
 def integration_delete(*, actor: Actor, integration: Integration) -> None:
     """Soft delete: hidden from lists and lookups, name reusable, secrets erased."""
-    integration = _lock(integration)
+    integration = integration_lock(integration)
     integration.deleted_at = timezone.now()
     integration.status = IntegrationStatus.DISABLED
     integration.next_check_at = None
     integration.save(update_fields=["deleted_at", "status", "next_check_at", "updated_at"])
+    # Every credential of it, the tenant's and each user's own.
     erased = Credential.objects.filter(integration=integration).update(
         payload=None, status=CredentialStatus.REVOKED, hint="", updated_at=timezone.now()
     )
     audit_record(actor=actor, action="integration.deleted", target=integration,
                  changes={"deleted_at": {"to": integration.deleted_at}, "credentials_erased": {"to": erased}})
-    from webhooks.services import endpoints_disable_for_integration
-
-    endpoints_disable_for_integration(actor=actor, integration=integration)
-
-
-@transaction.atomic
-def credential_set(
-    *, actor: Actor, integration: Integration, credential_type: str, data: dict, user=None
-) -> Credential:
-    """Store (or replace) the integration's credential; the version goes up by one."""
-    integration = _lock(integration)
-    allowed = adapters.allowed_types(integration.provider)
-    if credential_type not in allowed:
-        raise ValidationFailed(
-            f"The provider '{integration.provider.slug}' takes credentials of type: {', '.join(allowed)}.",
-            details={"type": [f"Must be one of: {', '.join(allowed)}."]},
-        )
-    secret, public, hint = adapters.split_credential(credential_type, integration.provider, data)
-    credential = Credential.objects.select_for_update().filter(integration=integration, user=user).first()
-    expires_at = public.get("expires_at")
-    if credential is None:
-        credential = Credential(tenant=integration.tenant, integration=integration, user=user, version=1)
-    else:
-        credential.version += 1
-    credential.type = credential_type
-    credential.payload = secret
-    credential.public_fields = public
-    credential.hint = hint
-    credential.status = CredentialStatus.ACTIVE
-    credential.expires_at = expires_at
-    credential.last_validated_at = None
-    credential.validation_error = ""
-    credential.save()
-    if not user:
-        _record_version(integration=integration, actor=actor, reason=f"credentials set (v{credential.version})")
-    secret_names = adapters.secret_field_names(credential_type, integration.provider) | set(secret)
-    audit_record(
-        actor=actor, action="credential.set", target=integration,
-        changes={"type": credential_type, "version": credential.version, **{k: "set" for k in secret}, **public},
-        secret_fields=frozenset(secret_names),
-    )
-    if not user:
-        _queue_test(integration, actor)
-    return credential
-
-
-@transaction.atomic
-def credential_remove(*, actor: Actor, integration: Integration, user=None) -> bool:
-    """Erase the stored secrets; returns False when there was nothing to remove."""
-    integration = _lock(integration)
-    credential = Credential.objects.select_for_update().filter(integration=integration, user=user).first()
-    if credential is None or not credential.is_set:
-        return False
-    credential.payload = None
-    credential.hint = ""
-    credential.public_fields = {}
-    credential.status = CredentialStatus.REVOKED
-    credential.save()
-    if not user:
-        _record_version(integration=integration, actor=actor, reason="credentials removed")
-    audit_record(actor=actor, action="credential.removed", target=integration,
-                 changes={"type": credential.type, "version": credential.version})
-    return True
+    for hook in DELETE_HOOKS:
+        hook(actor=actor, integration=integration)
 
 
 @transaction.atomic
 def config_version_restore(*, actor: Actor, integration: Integration, number: int) -> Integration:
     """Put back the config of version ``number``; the restore itself is a new version."""
-    integration = _lock(integration)
+    integration = integration_lock(integration)
     version = ConfigVersion.objects.filter(integration=integration, number=number).first()
     if version is None:
         raise NotFoundError(f"Version {number} does not exist for this integration.")
@@ -274,52 +213,7 @@ def config_version_restore(*, actor: Actor, integration: Integration, number: in
         _check_name_free(tenant=integration.tenant, name=integration.name, exclude_pk=integration.pk)
     _save_or_conflict(integration)
     integration.refresh_from_db()
-    _record_version(integration=integration, actor=actor, reason=f"restored version {number}")
+    config_version_record(integration=integration, actor=actor, reason=f"restored version {number}")
     audit_record(actor=actor, action="integration.restored", target=integration,
                  changes={"restored_version": number, **changes})
     return integration
-
-
-@transaction.atomic
-def credential_update(*, actor: Actor, integration: Integration, data: dict, user=None) -> Credential:
-    """Change part of the stored credential (same type); the version goes up by one.
-
-    Fields not given keep their stored values; the merged set is validated as a whole.
-    """
-    integration = _lock(integration)
-    credential = Credential.objects.select_for_update().filter(integration=integration, user=user).first()
-    if credential is None or not credential.is_set:
-        raise NotFoundError("This integration has no credentials to update; set them with PUT first.")
-    credential_type = data.pop("type", credential.type)
-    if credential_type != credential.type:
-        raise ValidationFailed(
-            "PATCH keeps the credential type; use PUT to replace the credentials with another type.",
-            details={"type": [f"Must be '{credential.type}'."]},
-        )
-    if not data:
-        raise ValidationFailed("Give at least one field to change.",
-                               details={"non_field_errors": ["Nothing to change."]})
-    merged = {**(credential.public_fields or {}), **(credential.payload or {}), **data}
-    if credential_type == CredentialType.OAUTH2 and merged.get("expires_at") is None:
-        merged.pop("expires_at", None)
-    secret, public, hint = adapters.split_credential(credential_type, integration.provider, merged)
-    credential.payload, credential.public_fields, credential.hint = secret, public, hint
-    credential.version += 1
-    credential.status = CredentialStatus.ACTIVE
-    credential.last_validated_at = None
-    credential.validation_error = ""
-    if credential_type == CredentialType.OAUTH2:
-        credential.expires_at = public.get("expires_at")
-    credential.save()
-    if not user:
-        _record_version(integration=integration, actor=actor, reason=f"credentials updated (v{credential.version})")
-    secret_names = adapters.secret_field_names(credential_type, integration.provider) | set(secret)
-    audit_record(
-        actor=actor, action="credential.updated", target=integration,
-        changes={"version": credential.version, **{k: "changed" for k in data if k in secret},
-                 **{k: v for k, v in data.items() if k in public}},
-        secret_fields=frozenset(secret_names),
-    )
-    if not user:
-        _queue_test(integration, actor)
-    return credential

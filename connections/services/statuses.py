@@ -1,24 +1,19 @@
-"""Polling an integration's status endpoint into ExternalStatus rows.
+"""External statuses: reading (external id, raw status) pairs out of an answer and storing them.
 
-Raw statuses are mapped through the provider's default mapping merged with
-the integration's own (the integration wins per raw value); a raw value that
-matches nothing maps to ``unavailable`` and is counted and reported.
+Raw statuses are mapped through the provider's default mapping merged with the
+integration's own (the integration wins per raw value); a raw value that matches
+nothing maps to ``unavailable`` and is counted and reported. Polling and webhook
+events both store what they read through ``statuses_store``.
 """
-import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import Actor, audit_record
 from catalog.choices import CanonicalStatus
 from integrations_site import bounds
 
-from . import adapters, http, usage
-from .checks import endpoint_url
-from .models import Credential, ExternalStatus, Integration, StatusChange
-
-logger = logging.getLogger("connections.polling")
+from ..models import ExternalStatus, Integration, StatusChange
 
 DEFAULT_LIST_KEYS = ("items", "data", "results", "statuses")
 
@@ -88,27 +83,6 @@ def extract_items(data, integration: Integration) -> list[tuple[str, str]]:
     return pairs
 
 
-def fetch(integration: Integration, credential: Credential | None) -> list[tuple[str, str]]:
-    url = endpoint_url(integration, integration.status_endpoint or "")
-    if not url or not integration.status_endpoint:
-        raise PollError("NOT_CONFIGURED", "Set api_base_url and status_endpoint before polling.")
-    try:
-        response = usage.metered_request(
-            integration, "GET", url, headers=adapters.auth_headers(credential, integration.provider)
-        )
-    except http.OutboundError as exc:
-        raise PollError(exc.code, exc.message) from None
-    if response.status_code in (401, 403):
-        raise PollError("INVALID_CREDENTIALS", f"The API answered {response.status_code}.")
-    if not 200 <= response.status_code < 300:
-        raise PollError("UNEXPECTED_STATUS", f"The API answered {response.status_code}.")
-    try:
-        data = response.json()
-    except ValueError:
-        raise PollError("UNEXPECTED_STATUS", "The status answer is not JSON.") from None
-    return extract_items(data, integration)
-
-
 @transaction.atomic
 def statuses_store(*, integration: Integration, pairs: list[tuple[str, str]]) -> PollResult:
     """Upsert ExternalStatus rows and record a StatusChange per change, in bulk.
@@ -161,52 +135,3 @@ def statuses_store(*, integration: Integration, pairs: list[tuple[str, str]]) ->
     result.seen = len(latest)
     result.changed = len(changes)
     return result
-
-
-def status_poll(*, integration: Integration, actor: Actor | None = None) -> PollResult:
-    """Fetch and store the integration's statuses; raises PollError when the fetch fails."""
-    credential = Credential.objects.filter(integration=integration, user__isnull=True).first()
-    pairs = fetch(integration, credential)
-    result = statuses_store(integration=integration, pairs=pairs)
-    logger.info(
-        "connections.poll.done integration=%s seen=%s changed=%s unknown=%s",
-        integration.pk, result.seen, result.changed, sum(result.unknown.values()),
-    )
-    if actor is not None:
-        audit_record(actor=actor, action="integration.polled", target=integration, changes=result.as_dict())
-    return result
-
-
-def status_polls_dispatch(*, now=None) -> int:
-    """Claim integrations whose poll is due (SKIP LOCKED), move ``next_poll_at``, queue after commit."""
-    from datetime import timedelta
-
-    from django.db.models import Q
-
-    from .checks import _enqueue
-    from .choices import IntegrationStatus, UpdateMethod
-    from .tasks import run_status_poll
-
-    now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            Integration.objects.live().exclude(status=IntegrationStatus.DISABLED)
-            .filter(update_method=UpdateMethod.POLLING).exclude(status_endpoint="")
-            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
-            .order_by("next_poll_at").select_for_update(skip_locked=True)
-            .only("id", "polling_interval_seconds", "next_poll_at")[:500]
-        )
-        for integration in due:
-            integration.next_poll_at = now + timedelta(seconds=integration.polling_interval_seconds)
-        Integration.objects.bulk_update(due, ["next_poll_at"])
-        ids = [str(i.pk) for i in due]
-        transaction.on_commit(lambda: [_enqueue(run_status_poll, pk) for pk in ids])
-    return len(due)
-
-
-def status_poll_queue(*, integration: Integration) -> None:
-    """Queue a poll of ``integration`` after commit."""
-    from .checks import _enqueue
-    from .tasks import run_status_poll
-
-    transaction.on_commit(lambda: _enqueue(run_status_poll, str(integration.pk)))
