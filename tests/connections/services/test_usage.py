@@ -161,7 +161,7 @@ def test_the_background_thread_writes_the_counts_without_a_flush_call(integratio
         "print('flushed by', usage.batcher._thread.name)\n"
         "os._exit(0)\n"  # skip the exit-time flush: the thread alone wrote the row
     )
-    root = Path(__file__).resolve().parent.parent.parent
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",
            "DATABASE_URL": current_database_url(), "BATCHING_BACKGROUND": "1", "USAGE_FLUSH_SECONDS": "0.2"}
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
