@@ -1,22 +1,14 @@
-"""Management commands: rotate_encryption_keys and seed_demo."""
+"""Management commands of connections: rotate_encryption_keys."""
 import io
-import re
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.test import Client
-from rest_framework.test import APIClient
 
-from audit.models import AuditEvent
 from audit.services import SYSTEM
-from catalog.choices import CanonicalStatus
 from catalog.models import IntegrationProvider
-from connections.models import Credential, Integration
+from connections.models import Credential
 from connections.services import credential_set
-from tenants.authentication import hash_api_key
-from tenants.models import ApiKey, Membership, Tenant
 from tests.catalog.factories import ProviderFactory
 from tests.connections.factories import IntegrationFactory
 from tests.helpers import raw_value, write_raw
@@ -122,100 +114,3 @@ def test_rotation_covers_empty_tables_and_null_columns(settings, tenant, provide
 
     assert "connections.Credential.payload: rotated 0 of 0" in output
     assert "catalog.IntegrationProvider.oauth_client_secret: rotated 0 of 0" in output
-
-
-# --- seed_demo -----------------------------------------------------------------
-
-SEEDED_MODELS = (IntegrationProvider, Tenant, get_user_model(), Membership, Integration, ApiKey, AuditEvent)
-KEY_PATTERN = re.compile(r"ihk_[0-9a-f]+_\S+")
-
-
-def run_seed() -> str:
-    out = io.StringIO()
-    call_command("seed_demo", stdout=out)
-    return out.getvalue()
-
-
-def counts() -> dict:
-    return {model._meta.label: model.objects.count() for model in SEEDED_MODELS}
-
-
-@pytest.mark.django_db
-def test_seed_demo_twice_creates_nothing_new_and_prints_logins(monkeypatch):
-    monkeypatch.delenv("DEMO_PASSWORD", raising=False)
-    first = run_seed()
-    after_first = counts()
-    second = run_seed()
-
-    assert counts() == after_first
-    for text in (first, second):
-        for expected in ("/admin/", "/api/docs/", "demo-admin", "demo-manager", "demo-member", "admin",
-                         "demo-pass-123", "Tenant slug: demo"):
-            assert expected in text
-    assert KEY_PATTERN.search(first)
-    assert not KEY_PATTERN.search(second)
-    assert "already exists" in second
-
-
-@pytest.mark.django_db
-def test_seed_demo_builds_the_catalog_tenant_users_and_integration():
-    run_seed()
-
-    slugs = set(IntegrationProvider.objects.values_list("slug", flat=True))
-    assert {"stripe", "twilio", "sendgrid", "salesforce", "hubspot", "slack", "github", "generic-rest",
-            "snowflake"} <= slugs
-    assert len(slugs) >= 8
-    generic = IntegrationProvider.objects.get(slug="generic-rest")
-    assert generic.auth_type == "none"
-    assert set(generic.default_status_mapping) == set(CanonicalStatus.values)
-    salesforce = IntegrationProvider.objects.get(slug="salesforce")
-    assert salesforce.auth_type == "oauth2" and salesforce.oauth_config["client_id"]
-    assert salesforce.oauth_client_secret == ""
-    assert IntegrationProvider.objects.get(slug="slack").default_webhook_signature_scheme == "slack"
-    assert IntegrationProvider.objects.get(slug="github").default_webhook_signature_scheme == "github"
-    snowflake = IntegrationProvider.objects.get(slug="snowflake")
-    assert snowflake.is_premium and snowflake.required_plan == "enterprise"
-    for provider in IntegrationProvider.objects.all():
-        provider.full_clean()
-
-    tenant = Tenant.objects.get(slug="demo")
-    assert tenant.plan == "pro"
-    roles = dict(Membership.objects.for_tenant(tenant).values_list("user__username", "role"))
-    assert roles == {"demo-admin": "tenant_admin", "demo-manager": "integration_manager", "demo-member": "member"}
-    admin = get_user_model().objects.get(username="admin")
-    assert admin.is_staff and admin.is_superuser
-    live = Integration.objects.for_tenant(tenant).live()
-    assert set(live.values_list("name", flat=True)) == {"Demo inventory API", "Demo payments", "Demo shipping",
-                                                        "Demo CRM"}
-    integration = live.get(name="Demo inventory API")
-    assert integration.provider == generic and integration.status == "pending"
-    assert integration.versions.count() == 2  # created, then its credential set
-    assert integration.credentials.filter(user__isnull=True, payload__isnull=False).exists()
-    assert AuditEvent.objects.filter(action="integration.created", actor="system").count() == 4
-
-
-@pytest.mark.django_db
-def test_seeded_logins_and_printed_api_key_work(monkeypatch):
-    monkeypatch.setenv("DEMO_PASSWORD", "another-demo-pass-456")
-    output = run_seed()
-
-    assert "another-demo-pass-456" in output
-    assert Client().login(username="admin", password="another-demo-pass-456")
-    assert Client().login(username="demo-member", password="another-demo-pass-456")
-    raw = KEY_PATTERN.search(output).group(0)
-    key = ApiKey.objects.get(tenant__slug="demo")
-    assert key.key_hash == hash_api_key(raw) and key.role == "tenant_admin"
-    response = APIClient().get("/api/v1/tenant/", HTTP_X_API_KEY=raw)
-    assert response.status_code == 200, response.content
-    assert response.json()["slug"] == "demo"
-
-
-@pytest.mark.django_db
-def test_seed_demo_creates_a_new_key_when_the_demo_key_was_revoked():
-    run_seed()
-    ApiKey.objects.update(revoked_at="2020-01-01T00:00:00Z")
-
-    output = run_seed()
-
-    assert KEY_PATTERN.search(output)
-    assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 1

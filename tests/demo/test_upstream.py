@@ -14,7 +14,7 @@ import pytest
 from django.test import Client as DjangoClient
 
 from audit.services import SYSTEM
-from connections.management.commands.seed_demo import CANONICAL_STATUS_MAPPING
+from catalog.management.commands.seed_catalog import CANONICAL_STATUS_MAPPING
 from connections.models import ExternalStatus, StatusChange
 from connections.services.statuses import map_status, raw_to_canonical
 from demo.upstream import (

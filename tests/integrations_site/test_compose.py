@@ -80,7 +80,7 @@ def test_the_setup_one_shot_creates_the_superuser_and_the_catalog_and_is_not_sta
     shell, flag, script = setup["command"]
     assert (shell, flag) == ("sh", "-c")
     assert "python manage.py createsuperuser --noinput" in script
-    assert "python manage.py seed_demo --catalog-only" in script
+    assert "python manage.py seed_catalog" in script
     assert "$" not in script  # nothing for compose to interpolate
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
     assert "docker compose run --rm setup" in COMPOSE_TEXT
@@ -92,22 +92,23 @@ def test_the_setup_one_shot_is_idempotent_and_stops_on_a_real_error(tmp_path):
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\ncase "$2" in\n'  # python manage.py <command> <option>
                     '  createsuperuser) [ -z "$ERR" ] || { echo "CommandError: Error: $ERR" >&2; exit 1; };;\n'
-                    '  seed_demo) echo "seeded $3";;\nesac\n')
+                    '  seed_catalog) echo "seeded the catalog";;\nesac\n')
     fake.chmod(0o755)
 
     def run(err):
         env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "ERR": err}
         return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
 
-    assert run("").stdout.strip() == "seeded --catalog-only"
+    assert run("").stdout.strip() == "seeded the catalog"
     again = run("That username is already taken.")
-    assert again.returncode == 0 and again.stdout.strip().endswith("seeded --catalog-only")
+    assert again.returncode == 0 and again.stdout.strip().endswith("seeded the catalog")
     broken = run("You must use --username with --noinput.")
     assert broken.returncode == 1 and "seeded" not in broken.stdout and "--username" in broken.stderr
 
 
-def test_seed_demo_takes_the_catalog_only_flag():
-    command = load_command_class("connections", "seed_demo")
+def test_the_catalog_seed_is_a_catalog_command_and_the_demo_seed_still_takes_the_catalog_only_flag():
+    assert load_command_class("catalog", "seed_catalog").create_parser("manage.py", "seed_catalog").parse_args([])
+    command = load_command_class("demo", "seed_demo")
     assert command.create_parser("manage.py", "seed_demo").parse_args(["--catalog-only"]).catalog_only
 
 
