@@ -1,25 +1,17 @@
+"""Integrations in the admin: config by group, state read-only, lifecycle, test and poll actions."""
 from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from integrations_site.admin import ReadOnlyAdmin, ServiceAdminMixin, adopt, error_message, staff_actor
-from integrations_site.api.errors import ApiError
+from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
 from tenants.choices import plan_rank
 
-from . import adapters, services
-from .models import (
-    CONFIG_FIELDS,
-    ConfigVersion,
-    ConnectionCheck,
-    Credential,
-    ExternalStatus,
-    Integration,
-    StatusChange,
-)
-from .selectors import credential_of, has_tenant_credential
-from .services import queueing
+from .. import services
+from ..models import CONFIG_FIELDS, ConnectionCheck, Integration
+from ..selectors import credential_of, has_tenant_credential
+from ..services import queueing
+from .versions import ConfigVersionInline
 
 INTEGRATION_FIELDS = {f.name for f in Integration._meta.get_fields()}
 RECENT_CHECKS = 20
@@ -53,22 +45,6 @@ class DeletedFilter(admin.SimpleListFilter):
         if self.value() == "all":
             return queryset
         return queryset.filter(deleted_at__isnull=True)
-
-
-class ConfigVersionInline(admin.TabularInline):
-    model = ConfigVersion
-    extra = 0
-    fields = ("number", "reason", "author", "credential_version", "created_at")
-    readonly_fields = fields
-    ordering = ("-number",)
-    show_change_link = True
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -255,205 +231,3 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def _report_deleted(self, request, count: int) -> None:
         if count:
             self.message_user(request, f"Skipped {count} deleted integration(s).", messages.WARNING)
-
-
-class CredentialAdminForm(forms.ModelForm):
-    """One input per field of the credential's type; secret inputs never render a value.
-
-    A blank secret input keeps the stored value; any change goes through
-    ``credential_set``, which replaces the credential and bumps its version.
-    """
-
-    PREFIX = "field_"
-
-    class Meta:
-        model = Credential
-        fields = ()
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        credential = self.instance
-        self.specs = (
-            () if credential._state.adding else adapters.field_specs(credential.type, credential.integration.provider)
-        )
-        stored_public = credential.public_fields or {}
-        for spec in self.specs:
-            self.fields[self.PREFIX + spec.name] = self._form_field(spec, stored_public.get(spec.name))
-
-    @staticmethod
-    def _form_field(spec, stored):
-        if spec.secret:
-            return forms.CharField(
-                label=f"{spec.name} (secret)",
-                required=False,
-                strip=False,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-                help_text="Write-only: the stored value is never shown. Leave blank to keep it.",
-            )
-        if spec.kind == "string_list":
-            return forms.CharField(
-                label=spec.name, required=False, initial=" ".join(stored or []),
-                help_text="Separated by spaces or commas.",
-            )
-        return forms.CharField(label=spec.name, required=False, initial=stored or "")
-
-    def _entered(self) -> dict:
-        """What the staff member typed: new secrets and the non-secret fields."""
-        values = {}
-        for spec in self.specs:
-            value = self.cleaned_data.get(self.PREFIX + spec.name)
-            if spec.secret:
-                if value:
-                    values[spec.name] = value
-            elif spec.kind == "string_list":
-                values[spec.name] = [v for v in value.replace(",", " ").split() if v]
-            elif value:
-                values[spec.name] = value
-        return values
-
-    def credential_data(self) -> dict | None:
-        """The full data for ``credential_set``, or None when nothing changed."""
-        if not any(name.startswith(self.PREFIX) for name in self.changed_data):
-            return None
-        entered = self._entered()
-        stored = self.instance.payload or {}
-        secret_names = {spec.name for spec in self.specs if spec.secret}
-        # Stored secrets are carried over server-side for the inputs left blank.
-        data = {name: value for name, value in stored.items() if name in secret_names}
-        data.update(entered)
-        return data
-
-    def clean(self):
-        cleaned = super().clean()
-        data = self.credential_data()
-        if data is not None:
-            try:
-                adapters.split_credential(self.instance.type, self.instance.integration.provider, data)
-            except DRFValidationError as exc:
-                for name, errors in exc.detail.items():
-                    field = self.PREFIX + name if self.PREFIX + name in self.fields else None
-                    self.add_error(field, [str(e) for e in errors])
-        return cleaned
-
-
-@admin.register(Credential)
-class CredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    """Type, hint, status and version; the payload is never displayed."""
-
-    form = CredentialAdminForm
-    list_display = ("integration", "tenant", "user", "type", "hint_display", "status", "version", "updated_at")
-    list_filter = ("type", "status", "tenant")
-    search_fields = ("integration__name", "tenant__name", "tenant__slug", "user__username", "hint")
-    list_select_related = ("integration", "tenant", "user")
-    date_hierarchy = "updated_at"
-    actions = ("erase_selected",)
-    readonly_fields = (
-        "integration", "tenant", "user", "type", "hint_display", "status", "version", "public_fields",
-        "expires_at", "last_validated_at", "validation_error", "created_at", "updated_at",
-    )
-
-    def get_fieldsets(self, request, obj=None):
-        form_fields = [CredentialAdminForm.PREFIX + spec.name for spec in self._specs(obj)]
-        return (
-            (None, {"fields": ("integration", "tenant", "user", "type", "hint_display", "status", "version")}),
-            ("Replace the credential", {
-                "fields": form_fields,
-                "description": "Stored secrets are never shown. Enter a new value to replace one; "
-                               "saving a change stores a new credential version.",
-            }),
-            ("Validation", {"fields": (
-                "public_fields", "expires_at", "last_validated_at", "validation_error", "created_at", "updated_at",
-            )}),
-        )
-
-    @staticmethod
-    def _specs(obj):
-        return adapters.field_specs(obj.type, obj.integration.provider) if obj is not None else ()
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        # The credential fields are added by the form itself, per type; skip the admin's field check.
-        kwargs["fields"] = ()
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("integration__provider", "tenant", "user")
-
-    def has_add_permission(self, request):
-        # A credential belongs to an integration and a type: it is set through the API.
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Erasing keeps the row (type, version) for the record; see the action.
-        return False
-
-    @admin.display(description="hint")
-    def hint_display(self, obj):
-        return f"…{obj.hint}" if obj.hint else "—"
-
-    def save_model(self, request, obj, form, change):
-        data = form.credential_data()
-        if data is None:
-            return
-        saved = services.credential_set(
-            actor=staff_actor(request), integration=obj.integration, credential_type=obj.type, data=data,
-            user=obj.user,
-        )
-        adopt(obj, saved)
-
-    @admin.action(description="Erase the stored secrets of selected credentials")
-    def erase_selected(self, request, queryset):
-        actor = staff_actor(request)
-        erased = 0
-        for credential in queryset.select_related("integration", "user"):
-            try:
-                erased += services.credential_remove(
-                    actor=actor, integration=credential.integration, user=credential.user
-                )
-            except ApiError as exc:
-                self.message_user(request, f"{credential.integration}: {error_message(exc)}", messages.WARNING)
-        self.message_user(request, f"Erased {erased} credential(s).", messages.SUCCESS)
-
-
-@admin.register(ConfigVersion)
-class ConfigVersionAdmin(ReadOnlyAdmin):
-    list_display = ("integration", "number", "tenant", "reason", "author", "credential_version", "created_at")
-    list_filter = ("tenant",)
-    search_fields = ("integration__name", "author", "reason", "tenant__slug")
-    list_select_related = ("integration", "tenant")
-    date_hierarchy = "created_at"
-    readonly_fields = (
-        "integration", "tenant", "number", "snapshot", "credential_version", "author", "author_user", "reason",
-        "created_at",
-    )
-    fields = readonly_fields
-
-
-@admin.register(ConnectionCheck)
-class ConnectionCheckAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created_at", "integration", "tenant", "kind", "state", "success", "status_code", "latency_ms", "error_code",
-    )
-    list_filter = ("kind", "state", "success", "error_code", "tenant")
-    search_fields = ("integration__name", "tenant__slug", "url", "requested_by")
-    list_select_related = ("integration", "tenant")
-    date_hierarchy = "created_at"
-
-
-@admin.register(ExternalStatus)
-class ExternalStatusAdmin(ReadOnlyAdmin):
-    list_display = ("external_id", "integration", "tenant", "canonical_status", "raw_status", "is_unknown",
-                    "last_changed_at", "last_seen_at")
-    list_filter = ("canonical_status", "is_unknown", "tenant")
-    search_fields = ("external_id", "raw_status", "integration__name")
-    list_select_related = ("integration", "tenant")
-    date_hierarchy = "last_seen_at"
-
-
-@admin.register(StatusChange)
-class StatusChangeAdmin(ReadOnlyAdmin):
-    list_display = ("changed_at", "external_id", "integration", "tenant", "old_canonical", "new_canonical",
-                    "old_raw", "new_raw")
-    list_filter = ("new_canonical", "old_canonical", "tenant")
-    search_fields = ("external_id", "integration__name")
-    list_select_related = ("integration", "tenant")
-    date_hierarchy = "changed_at"
