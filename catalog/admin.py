@@ -1,8 +1,6 @@
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, Q
 
-from connections.models import Integration
 from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
 
 from . import services
@@ -54,9 +52,7 @@ def _status_action(status: str):
 @admin.register(IntegrationProvider)
 class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = ProviderAdminForm
-    list_display = (
-        "name", "slug", "category", "status", "audience", "auth_type", "is_premium", "live_integrations",
-    )
+    list_display = ("name", "slug", "category", "status", "audience", "auth_type", "is_premium")
     list_filter = ("status", "category", "audience", "auth_type", "is_premium", "required_plan", "supports_webhooks")
     search_fields = ("name", "display_name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
@@ -84,15 +80,6 @@ class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            _live=Count("integrations", filter=Q(integrations__deleted_at__isnull=True))
-        )
-
-    @admin.display(description="live integrations", ordering="_live")
-    def live_integrations(self, obj):
-        return getattr(obj, "_live", None)
-
     @admin.display(description="OAuth client secret", boolean=True)
     def has_client_secret(self, obj):
         return obj.has_oauth_client_secret if obj and obj.pk else False
@@ -114,13 +101,11 @@ class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
         adopt(obj, saved)
 
     def get_deleted_objects(self, objs, request):
-        # The service's rule, not the foreign key's: live integrations block the delete;
-        # soft-deleted ones go with the provider.
+        # provider_delete decides what goes with a provider, not the foreign keys pointing at it;
+        # an app whose rows keep a provider from a delete lists them by extending this admin.
         objs = list(objs)
-        live = Integration.objects.filter(provider__in=objs, deleted_at__isnull=True).select_related("tenant")
-        protected = [f"Integration: {integration} (tenant {integration.tenant})" for integration in live]
         opts = self.model._meta
-        return [str(obj) for obj in objs], {opts.verbose_name_plural: len(objs)}, set(), protected
+        return [str(obj) for obj in objs], {opts.verbose_name_plural: len(objs)}, set(), []
 
     def delete_model(self, request, obj):
         services.provider_delete(actor=staff_actor(request), provider=obj)

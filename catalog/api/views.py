@@ -1,16 +1,12 @@
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from connections.api.serializers import ConnectionCheckSerializer
-from connections.services import system_provider_test
-from integrations_site.api.errors import ProviderNotFound, ValidationFailed
+from integrations_site.api.errors import ProviderNotFound
 from integrations_site.api.viewsets import RoleMappedMixin
 
 from .. import services
-from ..choices import Audience
 from ..filters import CatalogFilter, ProviderFilter
 from ..models import IntegrationProvider
 from .serializers import (
@@ -24,11 +20,12 @@ PROVIDER_ORDERING = ["name", "slug", "category", "status", "created_at", "update
 
 
 class ProviderLookupMixin(RoleMappedMixin):
+    """A provider by its slug (``/admin/providers/{slug}/…``, ``/catalog/{slug}/``)."""
+
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     not_found_error = ProviderNotFound
     throttle_family = "providers"
-    throttle_families = {"test": "connections"}
     ordering_fields = PROVIDER_ORDERING
     ordering = ["name"]
 
@@ -52,24 +49,6 @@ class ProviderAdminViewSet(ProviderLookupMixin, viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.provider_delete(actor=self.actor, provider=instance)
-
-    @extend_schema(request=None, responses={200: ConnectionCheckSerializer})
-    @action(detail=True, methods=["post"], url_path="test")
-    def test(self, request, slug=None):
-        """System-level connection test through the platform tenant's integration of this provider."""
-        provider = self.get_object()
-        if provider.audience != Audience.SYSTEM:
-            raise ValidationFailed(
-                "Only system-audience providers have a system test; tenants test their own integrations.",
-                details={"audience": [provider.audience]},
-            )
-        check = system_provider_test(provider=provider, actor=self.actor)
-        if check is None:
-            raise ValidationFailed(
-                f"The platform tenant '{settings.PLATFORM_TENANT_SLUG}' has no integration of this provider.",
-                details={"code": "NOT_CONFIGURED"},
-            )
-        return Response(ConnectionCheckSerializer(check).data)
 
     @extend_schema(request=ProviderStatusSerializer, responses={200: ProviderAdminSerializer})
     @action(detail=True, methods=["patch"], url_path="status")

@@ -24,6 +24,8 @@ router.register(
     basename="integration-user-connection",
 )
 router.register("me/integrations", views.MeIntegrationViewSet, basename="me-integration")
+# POST admin/providers/{slug}/test only: the catalog serves the other provider routes.
+router.register("admin/providers", views.ProviderTestViewSet, basename="admin-provider-test")
 
 urlpatterns = [
     path("oauth/callback", views.OAuthCallbackView.as_view(), name="oauth-callback"),

@@ -334,6 +334,28 @@ def test_provider_status_action_goes_through_the_service(staff_client, staff, oa
     assert AuditEvent.objects.get(action="provider.status_changed").actor_user == staff
 
 
+def test_provider_list_counts_live_integrations_only(staff_client, tenant, provider, integration):
+    gone = IntegrationFactory(tenant=tenant, provider=provider, name="Gone")
+    integration_delete(actor=SYSTEM, integration=gone)
+    IntegrationFactory(tenant=tenant, provider=provider, name="Second")
+
+    response = staff_client.get(admin_url(IntegrationProvider, "changelist"))
+
+    assert response.status_code == 200
+    assert "live_integrations" in response.context["cl"].list_display
+    row = next(p for p in response.context["cl"].result_list if p.pk == provider.pk)
+    assert row._live == 2
+
+
+def test_provider_delete_page_names_the_live_integrations_that_block_it(staff_client, tenant, provider, integration):
+    gone = IntegrationFactory(tenant=tenant, provider=provider, name="Gone")
+    integration_delete(actor=SYSTEM, integration=gone)
+
+    protected = staff_client.get(admin_url(IntegrationProvider, "delete", provider.pk)).context["protected"]
+
+    assert protected == [f"Integration: {integration} (tenant {tenant})"]
+
+
 def test_provider_with_live_integrations_cannot_be_deleted_from_the_admin(staff_client, provider, integration):
     url = admin_url(IntegrationProvider, "delete", provider.pk)
 
