@@ -25,24 +25,26 @@ from tests.tenants.factories import MembershipFactory, TenantFactory, UserFactor
 
 
 def pytest_collection_modifyitems(config, items):
-    """The embedded pass (SQLite) leaves out the tests of a database server's own behaviour, and says
-    so in the summary; every other test runs on both databases."""
+    """The embedded pass (SQLite) leaves out the tests of a database server's own behaviour; the
+    postgres pass leaves out those that run the embedded default themselves (they would run it
+    twice alike). The summary names each; every other test runs in both passes."""
     from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-        return
+    embedded = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    marker, reason = (("database_server", "needs a database server") if embedded
+                      else ("embedded_default", "runs the embedded default, in the embedded pass"))
     kept, left = [], []
     for item in items:
-        (left if item.get_closest_marker("database_server") else kept).append(item)
+        (left if item.get_closest_marker(marker) else kept).append(item)
     if left:
         config.hook.pytest_deselected(items=left)
         items[:] = kept
-        config._ih_left_out = [item.nodeid for item in left]
+        config._ih_left_out = [(item.nodeid, reason) for item in left]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    for nodeid in getattr(config, "_ih_left_out", []):
-        terminalreporter.write_line(f"embedded pass: left out (needs a database server): {nodeid}")
+    for nodeid, reason in getattr(config, "_ih_left_out", []):
+        terminalreporter.write_line(f"left out of this pass ({reason}): {nodeid}")
 
 
 ROLES = (SUPER_ADMIN, Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value)

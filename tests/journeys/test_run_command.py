@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# scripts/run.sh always runs the embedded default (its own SQLite file and broker under VAR_DIR),
+# whatever the suite's pass: it runs once, in the embedded pass.
+pytestmark = [pytest.mark.slow, pytest.mark.embedded_default]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ALIVE_WITHIN = 120  # seconds from the start of the script
