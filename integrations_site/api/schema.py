@@ -105,7 +105,7 @@ FIELD_RULES = {
     ("webhooks.api.serializers.WebhookEndpointSerializer", "signature_header"): {
         "pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9-]{0,99}\s*$",
     },
-    ("connections.api.serializers.CustomCredentialSerializer", "fields"): {
+    ("connections.api.serializers.credentials.CustomCredentialSerializer", "fields"): {
         "type": "object", "additionalProperties": {"type": "string"},
     },
     ("catalog.api.serializers.ProviderAdminSerializer", "oauth_config"): OAUTH_CONFIG,
