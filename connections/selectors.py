@@ -24,12 +24,17 @@ def tenant_credentials(**filters):
     return Credential.objects.filter(user__isnull=True, **filters)
 
 
+def user_credentials(**filters):
+    """Users' own connections to user-scoped integrations, narrowed by ``filters``."""
+    return Credential.objects.filter(user__isnull=False, **filters)
+
+
 def credential_of(integration: Integration, user=None, *, lock: bool = False) -> Credential | None:
     """The credential stored on ``integration`` for ``user`` (None: the tenant-wide one).
 
     ``lock`` holds the row (SELECT … FOR UPDATE) until the transaction ends.
     """
-    rows = tenant_credentials() if user is None else Credential.objects.filter(user=user)
+    rows = tenant_credentials() if user is None else user_credentials(user=user)
     if lock:
         rows = rows.select_for_update()
     return rows.filter(integration=integration).first()

@@ -1,18 +1,10 @@
-import uuid
-
-from django.conf import settings
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from drf_spectacular.types import OpenApiTypes
+"""A tenant's integrations: CRUD, lifecycle, credentials, test, health, poll, OAuth connect and disconnect,
+limits and usage, activity and widgets."""
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from catalog.api.views import ProviderLookupMixin
-from catalog.choices import Audience
 from catalog.models import IntegrationProvider
 from integrations_site import activity
 from integrations_site.api.errors import (
@@ -27,23 +19,15 @@ from integrations_site.api.errors import (
 from integrations_site.api.serializers import ErrorEnvelopeSerializer
 from integrations_site.api.viewsets import TenantScopedViewSet
 
-from .. import selectors, services
-from ..choices import CheckError
-from ..filters import (
-    ConfigVersionFilter,
-    ConnectionCheckFilter,
-    ExternalStatusFilter,
-    IntegrationFilter,
-    StatusChangeFilter,
-)
-from ..models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
-from ..services import checks, oauth, polling, queueing, usage
-from ..services.statuses import PollError
-from .serializers import (
+from ... import selectors, services
+from ...choices import CheckError
+from ...filters import IntegrationFilter
+from ...services import checks, oauth, polling, queueing, usage
+from ...services.statuses import PollError
+from ..serializers import (
     ActivityQuerySerializer,
     ActivitySerializer,
     AuthorizationSerializer,
-    ConfigVersionSerializer,
     ConnectionCheckSerializer,
     ConnectionSerializer,
     ConnectOAuthSerializer,
@@ -52,32 +36,24 @@ from .serializers import (
     CredentialPatchResultSerializer,
     CredentialPatchSerializer,
     DisconnectSerializer,
-    ExternalStatusSerializer,
     HealthSerializer,
     IntegrationSerializer,
     LimitsSerializer,
-    MeConnectionSerializer,
     PollResultSerializer,
     QueuedCheckSerializer,
     QueuedPollSerializer,
-    StatusChangeSerializer,
     UsageDaySerializer,
     UsageQuerySerializer,
     UsageSerializer,
-    UserConnectionSerializer,
     WidgetStatusSerializer,
     connection_data,
     credential_out,
-    me_connection_data,
     validate_credential_input,
 )
 
 ASYNC_PARAM = OpenApiParameter(
     "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
 )
-INTEGRATION_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Integration id (UUID).")
-INTEGRATION_PK = OpenApiParameter("integration_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                                  description="Integration id.")
 
 
 class IntegrationViewSet(
@@ -335,225 +311,3 @@ def poll_error_response(exc) -> ApiError:
     error = ApiError(exc.message, code=exc.code)
     error.status_code = status.HTTP_502_BAD_GATEWAY
     return error
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-class IntegrationChildViewSet(TenantScopedViewSet):
-    """Rows under ``/integrations/{integration_pk}/…``: the parent is scoped first (404 if not ours)."""
-
-    _integration = None
-    throttle_family = "integrations"
-    throttle_families = {"revoke": "connections"}
-
-    def integration(self):
-        if self._integration is None:
-            pk = self.kwargs["integration_pk"]
-            found = self.scope(selectors.integration_list_queryset()).filter(pk=pk).first() if _is_uuid(pk) else None
-            if found is None:
-                raise IntegrationNotFound()
-            self._integration = found
-        return self._integration
-
-    def get_queryset(self):
-        return super().get_queryset().filter(integration=self.integration())
-
-
-@extend_schema(parameters=[INTEGRATION_PK])
-class ConfigVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegrationChildViewSet):
-    """An integration's config history; restoring makes a new version."""
-
-    queryset = ConfigVersion.objects.all()
-    serializer_class = ConfigVersionSerializer
-    filterset_class = ConfigVersionFilter
-    ordering_fields = ["number", "created_at"]
-    ordering = ["-number"]
-    lookup_field = "number"
-    lookup_value_regex = r"[0-9]+"
-    permission_map = {"list": "integrations.read", "retrieve": "integrations.read", "restore": "integrations.write"}
-
-    @extend_schema(request=None, responses={200: IntegrationSerializer})
-    @action(detail=True, methods=["post"])
-    def restore(self, request, integration_pk=None, number=None):
-        version = self.get_object()
-        integration = services.config_version_restore(
-            actor=self.actor, integration=self.integration(), number=version.number
-        )
-        return Response(IntegrationSerializer(selectors.integration_list_queryset().get(pk=integration.pk)).data)
-
-
-@extend_schema(parameters=[INTEGRATION_PK])
-class ConnectionCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegrationChildViewSet):
-    """Connection test and health-check history, newest first."""
-
-    queryset = ConnectionCheck.objects.all()
-    serializer_class = ConnectionCheckSerializer
-    filterset_class = ConnectionCheckFilter
-    ordering_fields = ["created_at", "latency_ms"]
-    ordering = ["-created_at"]
-    permission_map = {"*": "integrations.read"}
-
-
-@extend_schema(parameters=[INTEGRATION_PK])
-class ExternalStatusViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
-    """Polled external statuses: canonical and raw."""
-
-    queryset = ExternalStatus.objects.all()
-    serializer_class = ExternalStatusSerializer
-    filterset_class = ExternalStatusFilter
-    ordering_fields = ["external_id", "last_changed_at", "canonical_status"]
-    ordering = ["external_id"]
-    permission_map = {"*": "integrations.read"}
-
-
-
-@extend_schema(parameters=[INTEGRATION_PK])
-class StatusChangeViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
-    """The history of external status changes, newest first."""
-
-    queryset = StatusChange.objects.all()
-    serializer_class = StatusChangeSerializer
-    filterset_class = StatusChangeFilter
-    ordering_fields = ["changed_at", "external_id"]
-    ordering = ["-changed_at"]
-    permission_map = {"*": "integrations.read"}
-
-
-@extend_schema(parameters=[INTEGRATION_PK])
-class UserConnectionViewSet(mixins.ListModelMixin, IntegrationChildViewSet):
-    """Users connected to a user-scoped integration (tenant admins): who, never their tokens."""
-
-    queryset = Credential.objects.filter(user__isnull=False).select_related("user")
-    serializer_class = UserConnectionSerializer
-    ordering_fields = ["updated_at", "created_at"]
-    ordering = ["-updated_at"]
-    lookup_field = "user_id"
-    lookup_value_regex = r"[0-9]+"
-    permission_map = {"*": "user_connections.manage"}
-
-    @extend_schema(request=None, responses={200: DisconnectSerializer})
-    @action(detail=True, methods=["post"])
-    def revoke(self, request, integration_pk=None, user_id=None):
-        """Disconnect one user: revoke at the provider and erase their tokens."""
-        credential = self.get_object()
-        return Response(oauth.oauth_disconnect(actor=self.actor, integration=self.integration(),
-                                               user=credential.user))
-
-
-@extend_schema(parameters=[INTEGRATION_ID])
-class MeIntegrationViewSet(TenantScopedViewSet):
-    """The caller's own connection to a user-scoped integration."""
-
-    throttle_family = "connections"
-
-    queryset = selectors.integration_list_queryset()
-    serializer_class = MeConnectionSerializer
-    not_found_error = IntegrationNotFound
-    permission_map = {"*": "me.connect"}
-
-    def _own_integration(self) -> Integration:
-        integration = self.get_object()
-        if not integration.user_scoped:
-            raise ValidationFailed("This integration is not user-scoped; it has one tenant-wide connection.",
-                                   details={"user_scoped": [False]})
-        if not getattr(self.request.user, "pk", None):
-            raise ValidationFailed("User-scoped connections belong to users; API keys have none.")
-        return integration
-
-    @extend_schema(request=ConnectOAuthSerializer, responses={200: AuthorizationSerializer})
-    @action(detail=True, methods=["post"], url_path="connect/oauth")
-    def connect_oauth(self, request, pk=None):
-        serializer = ConnectOAuthSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        integration = self._own_integration()
-        return Response(oauth.oauth_start(actor=self.actor, integration=integration, user=request.user,
-                                          return_url=serializer.validated_data["return_url"]),
-                        headers={"Cache-Control": "no-store"})
-
-    @extend_schema(responses={200: MeConnectionSerializer})
-    @action(detail=True, methods=["get"])
-    def connection(self, request, pk=None):
-        integration = self._own_integration()
-        credential = selectors.credential_of(integration, request.user)
-        return Response(me_connection_data(credential))
-
-    @extend_schema(request=None, responses={200: DisconnectSerializer})
-    @action(detail=True, methods=["post"])
-    def disconnect(self, request, pk=None):
-        integration = self._own_integration()
-        return Response(oauth.oauth_disconnect(actor=self.actor, integration=integration, user=request.user))
-
-
-class OAuthCallbackView(APIView):
-    """The provider sends the user back here; we exchange the code and redirect to the return URL.
-
-    An unknown, used or expired state, or an issuer mix-up, gets an HTML page and no redirect.
-    """
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = []
-
-    @extend_schema(
-        auth=[],
-        parameters=[
-            OpenApiParameter("state", str, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("code", str, OpenApiParameter.QUERY),
-            OpenApiParameter("error", str, OpenApiParameter.QUERY),
-            OpenApiParameter("iss", str, OpenApiParameter.QUERY, description="Issuer (RFC 9207), checked if sent."),
-        ],
-        responses={
-            302: OpenApiResponse(description="Redirect to the return URL with status=connected or status=error."),
-            (400, "text/html"): OpenApiResponse(
-                response=OpenApiTypes.STR, description="HTML page: the callback was refused."
-            ),
-        },
-    )
-    def get(self, request):
-        params = {k: request.query_params.get(k, "") for k in ("state", "code", "error", "iss")}
-        try:
-            location = oauth.oauth_callback(params=params)
-        except oauth.OAuthCallbackError as exc:
-            response = TemplateResponse(
-                request, "oauth/result.html", {"title": "Connection not completed", "message": str(exc)}, status=400
-            )
-            response["Cache-Control"] = "no-store"
-            return response
-        response = HttpResponseRedirect(location)
-        response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
-        return response
-
-
-class ProviderTestViewSet(ProviderLookupMixin, viewsets.GenericViewSet):
-    """``POST /admin/providers/{slug}/test`` (super admins): beside the catalog's provider routes, served
-    here because it runs through a connection of the platform tenant."""
-
-    queryset = IntegrationProvider.objects.all()
-    serializer_class = ConnectionCheckSerializer
-    permission_map = {"*": "catalog.manage"}
-    throttle_families = {"test": "connections"}
-
-    @extend_schema(request=None, responses={200: ConnectionCheckSerializer})
-    @action(detail=True, methods=["post"], url_path="test")
-    def test(self, request, slug=None):
-        """System-level connection test through the platform tenant's integration of this provider."""
-        provider = self.get_object()
-        if provider.audience != Audience.SYSTEM:
-            raise ValidationFailed(
-                "Only system-audience providers have a system test; tenants test their own integrations.",
-                details={"audience": [provider.audience]},
-            )
-        check = checks.system_provider_test(provider=provider, actor=self.actor)
-        if check is None:
-            raise ValidationFailed(
-                f"The platform tenant '{settings.PLATFORM_TENANT_SLUG}' has no integration of this provider.",
-                details={"code": "NOT_CONFIGURED"},
-            )
-        return Response(ConnectionCheckSerializer(check).data)

@@ -1,0 +1,17 @@
+"""Views of the connections API, one module per concept; urls.py imports them from here."""
+from .integrations import IntegrationViewSet, poll_error_response
+from .nested import (
+    ConfigVersionViewSet,
+    ConnectionCheckViewSet,
+    ExternalStatusViewSet,
+    IntegrationChildViewSet,
+    StatusChangeViewSet,
+)
+from .oauth import MeIntegrationViewSet, OAuthCallbackView, UserConnectionViewSet
+from .providers import ProviderTestViewSet
+
+__all__ = [
+    "ConfigVersionViewSet", "ConnectionCheckViewSet", "ExternalStatusViewSet", "IntegrationChildViewSet",
+    "IntegrationViewSet", "MeIntegrationViewSet", "OAuthCallbackView", "ProviderTestViewSet", "StatusChangeViewSet",
+    "UserConnectionViewSet", "poll_error_response",
+]
