@@ -350,7 +350,7 @@ class OAuthState(models.Model):
 
 
 class UsageDaily(models.Model):
-    """Per-integration usage for one day, flushed in batches (see connections.usage)."""
+    """Per-integration usage for one day, flushed in batches (see connections.services.usage)."""
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")

@@ -22,7 +22,7 @@ STORAGES = {
 }
 CELERY_TASK_ALWAYS_EAGER = False
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
-# Usage counters are flushed by the tests themselves (connections.usage.flush), not by a thread
+# Usage counters are flushed by the tests themselves (connections.services.usage.flush), not by a thread
 # writing from outside each test's transaction.
 BATCHING_BACKGROUND = env.bool("BATCHING_BACKGROUND", default=False)
 # Generous limits so ordinary tests never meet them; the throttle tests set their own.
