@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-Run the test suite: bash scripts/test.sh [pytest args...]
+# Run the test suite: bash scripts/test.sh [pytest args...]
 #
 # Creates .venv when missing, installs requirements.txt + requirements-dev.txt
 # when they changed, starts (or reuses) private PostgreSQL and Redis on
