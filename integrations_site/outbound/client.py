@@ -48,10 +48,12 @@ USER_AGENT = "integrations-hub/1.0"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+METHODS = IDEMPOTENT_METHODS | {"POST", "PATCH"}
 SAFE_TO_FORWARD = {"accept", "user-agent", "content-type", "accept-encoding"}
 FRAMING_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 
 
 @dataclass
@@ -157,7 +159,7 @@ async def arequest(
     try:
         headers = _clean_headers(headers or {})
         method = method.upper()
-        if not HEADER_NAME.match(method):
+        if method not in METHODS and not HEADER_NAME.match(method):
             raise OutboundError("The request method is invalid.")
         context = None
         if ca_bundle_pem or client_cert_pem or client_key_pem:
@@ -169,7 +171,7 @@ async def arequest(
         deadline = loop.time() + max(0.0, timeout)
         try:
             async with asyncio.timeout_at(deadline):
-                return await _attempts(send, url, retries, sleep, deadline, started)
+                return await _attempts(send, url, retries, sleep, deadline, started_at, started)
         except TimeoutError:
             raise OutboundTimeout(f"No answer from '{hop['host']}' within {timeout:g} s.") from None
     except OutboundError as exc:
@@ -177,7 +179,7 @@ async def arequest(
         raise
 
 
-async def _attempts(send: "_Send", url, retries, sleep, deadline, started) -> OutboundResponse:
+async def _attempts(send: "_Send", url, retries, sleep, deadline, started_at, started) -> OutboundResponse:
     loop = asyncio.get_running_loop()
     attempt = 0
     while True:
@@ -207,7 +209,7 @@ async def _attempts(send: "_Send", url, retries, sleep, deadline, started) -> Ou
             elapsed_ms=int((time.monotonic() - started) * 1000),
             attempts=attempt,
             redirects=redirects,
-            started_at=time.time() - (time.monotonic() - started),
+            started_at=started_at,
         )
 
 
@@ -238,7 +240,10 @@ class _Send:
             self.hop["host"] = target.host
             target = await transport.RESOLVER.check(target)
             origin = origin or target
-            status, response_headers, data = await self._send(target, method, headers, body)
+            if body is None and method in ("POST", "PUT", "PATCH"):
+                body = b""
+            status, response_headers, data = await transport.send(target, method, headers, body, self.context,
+                                                                  self._read)
             location = response_headers.get("location")
             if not self.follow_redirects or status not in REDIRECT_STATUSES or not location:
                 return status, response_headers, data, url, redirects
@@ -260,24 +265,20 @@ class _Send:
                 headers = {k: v for k, v in headers.items() if k.lower() in SAFE_TO_FORWARD}
         raise OutboundError(f"More than {MAX_REDIRECTS} redirects.")
 
-    async def _send(self, target: policy.Target, method: str, headers: dict, body: bytes | None):
-        if body is None and method in ("POST", "PUT", "PATCH"):
-            body = b""
-        async with transport.exchange(target, method, headers, body, self.context) as response:
-            _check_framing(response, target.host)
-            if method == "HEAD" or response.status in (204, 304):
-                data = b""
-            else:
-                data = await _read_body(response, self.max_bytes, target.host)
-            return response.status, _header_dict(response), data
+    async def _read(self, response):
+        """(status, headers, body) of an aiohttp response, its framing checked and its body capped."""
+        headers = _header_dict(response)
+        if "transfer-encoding" in headers:
+            _check_framing(headers["transfer-encoding"], response.url.host)
+        if response.method == "HEAD" or response.status in (204, 304):
+            return response.status, headers, b""
+        return response.status, headers, await _read_body(response, headers, self.max_bytes)
 
 
-def _check_framing(response, host: str) -> None:
+def _check_framing(transfer_encoding: str, host: str) -> None:
     """Transfer-Encoding is read as tokens: chunked alone (aiohttp frames the rest by the connection's
     close, leaving a transfer coding nobody decodes in the body)."""
-    values = response.headers.getall("Transfer-Encoding", ())
-    tokens = [token.strip().lower() for value in values for token in value.split(",")]
-    if tokens and tokens != ["chunked"]:
+    if [token.strip().lower() for token in transfer_encoding.split(",")] != ["chunked"]:
         raise OutboundError(f"The server '{host}' sent a malformed answer (transfer coding).")
 
 
@@ -289,12 +290,16 @@ def _header_dict(response) -> dict:
     return headers
 
 
-async def _read_body(response, max_bytes: int, host: str) -> bytes:
+async def _read_body(response, headers: dict, max_bytes: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > max_bytes:
         raise ResponseTooLarge(f"The response is larger than {max_bytes} bytes.")
-    body = _Body(response.headers.get("Content-Encoding", ""), max_bytes)
-    async for piece in response.content.iter_any():
+    encoding = headers.get("content-encoding", "")
+    if declared is not None and not encoding:  # framed by the parser and within the cap already
+        return await response.content.read()
+    body = _Body(encoding, max_bytes)
+    content = response.content
+    while piece := await content.readany():
         body.add(piece)
     return body.value()
 
@@ -362,11 +367,9 @@ def _clean_headers(headers: dict) -> dict:
     A name or value that cannot be sent (CR/LF, control characters) is refused
     without quoting the value, which is usually a secret.
     """
-    merged = {
-        "user-agent": ("User-Agent", USER_AGENT),
-        "accept": ("Accept", "application/json"),
-        "accept-encoding": ("Accept-Encoding", "gzip, deflate"),
-    }
+    if not headers:
+        return dict(DEFAULT_HEADERS)
+    merged = {name.lower(): (name, value) for name, value in DEFAULT_HEADERS.items()}
     for name, value in headers.items():
         if not isinstance(name, str) or not HEADER_NAME.match(name):
             raise OutboundError("A request header has an invalid name.")

@@ -19,7 +19,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -78,13 +78,14 @@ def blocked_reason(ip: IPAddress) -> str | None:
     return None
 
 
-def allow_list() -> tuple[frozenset, tuple]:
-    """(host names, networks) of ``OUTBOUND_ALLOWED_HOSTS``, read on every call (tests change it)."""
-    return _parsed_allow_list(tuple(getattr(settings, "OUTBOUND_ALLOWED_HOSTS", []) or []))
+def allow_list() -> tuple:
+    """The entries of ``OUTBOUND_ALLOWED_HOSTS``, read on every call (tests change it)."""
+    return tuple(getattr(settings, "OUTBOUND_ALLOWED_HOSTS", ()) or ())
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed_allow_list(entries: tuple) -> tuple[frozenset, tuple]:
+def parsed_allow_list(entries: tuple) -> tuple[frozenset, tuple]:
+    """(host names, networks) of the allow-list ``entries``."""
     hosts, networks = set(), []
     for entry in entries:
         entry = entry.strip().lower()
@@ -97,6 +98,7 @@ def _parsed_allow_list(entries: tuple) -> tuple[frozenset, tuple]:
     return frozenset(hosts), tuple(networks)
 
 
+@functools.lru_cache(maxsize=4096)
 def literal_ip(host: str) -> IPAddress | None:
     """The address a literal host stands for, including legacy IPv4 spellings
     (``2130706433``, ``0x7f.1``, ``127.1``, octal), else None."""
@@ -110,8 +112,7 @@ def literal_ip(host: str) -> IPAddress | None:
         return None
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One hop's destination: the host as sent (lower case, IDNA), and the addresses that passed the policy."""
 
     scheme: str
@@ -119,19 +120,12 @@ class Target:
     port: int
     path: str  # path + query, percent-encoded as it goes on the request line
     addresses: tuple[str, ...] = ()
+    literal: str | None = None  # the address a literal host stands for (``0x7f.1`` is 127.0.0.1)
 
     @property
     def address(self) -> str:
         """The first checked address (the one the old client pinned)."""
         return self.addresses[0]
-
-    @property
-    def literal(self) -> IPAddress | None:
-        return literal_ip(self.host)
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return self.scheme, self.host, self.port
 
     @property
     def host_header(self) -> str:
@@ -140,8 +134,10 @@ class Target:
         return name if self.port == default else f"{name}:{self.port}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_url(url: str) -> Target:
-    """The URL's scheme, host, port and request target, without resolving; raise UrlNotAllowed."""
+    """The URL's scheme, host, port and request target, without resolving; raise UrlNotAllowed.
+    (A pure function of the URL: kept for the URLs checked again and again.)"""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -155,11 +151,13 @@ def parse_url(url: str) -> Target:
     host = (hostname or "").rstrip(".").lower()
     if not host:
         raise UrlNotAllowed("The URL has no host.")
-    if literal_ip(host) is None:
+    literal = literal_ip(host)
+    if literal is None:
         host = _ascii_host(host)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     path = UNSAFE_TARGET_BYTE.sub(lambda m: b"%%%02X" % m.group()[0], path.encode("utf-8")).decode("ascii")
-    return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+    port = port or (443 if parts.scheme == "https" else 80)
+    return Target(parts.scheme, host, port, path, (), None if literal is None else str(literal))
 
 
 def _ascii_host(host: str) -> str:
@@ -177,16 +175,24 @@ def check_addresses(target: Target, addresses: Iterable[str]) -> Target:
     addresses = tuple(dict.fromkeys(addresses))
     if not addresses:
         raise OutboundError(f"Host '{target.host}' has no address.")
-    allowed_hosts, allowed_networks = allow_list()
-    if target.host not in allowed_hosts:
+    entries = allow_list()
+    if target.host not in parsed_allow_list(entries)[0]:
         for address in addresses:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if any(ip in net for net in allowed_networks):
-                continue
-            reason = blocked_reason(ip)
+            reason = address_refusal(address, entries)
             if reason:
                 raise UrlNotAllowed(f"Host '{target.host}' is not allowed: {reason}.")
-    return Target(target.scheme, target.host, target.port, target.path, addresses)
+    return Target(target.scheme, target.host, target.port, target.path, addresses, target.literal)
+
+
+@functools.lru_cache(maxsize=4096)
+def address_refusal(address: str, allow_entries: tuple = ()) -> str | None:
+    """Why ``address`` is refused unless the allow-list ``allow_entries`` names its network, or None.
+    A pure function of its arguments (the blocked ranges are constants), so its answers are kept;
+    every address of every lookup still goes through it."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if any(ip in net for net in parsed_allow_list(allow_entries)[1]):
+        return None
+    return blocked_reason(ip)
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -203,9 +209,8 @@ def check_url(url: str, resolve: Callable[[str, int], list[str]] = resolve_host)
     never sent to ``resolve``.
     """
     target = parse_url(url)
-    literal = target.literal
-    if literal is not None:
-        return check_addresses(target, [str(literal)])
+    if target.literal is not None:
+        return check_addresses(target, [target.literal])
     try:
         addresses = resolve(target.host, target.port)
     except (OSError, UnicodeError) as exc:

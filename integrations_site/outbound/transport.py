@@ -2,10 +2,11 @@
 
 - One aiohttp session per event loop. Its resolver (``PolicyResolver``) hands
   the connector only addresses the policy passed: the client checks each hop
-  (one lookup, every address checked, the request refused when any is
-  refused) and the connector, when it needs a new connection for that hop,
-  gets exactly those addresses (no second lookup, so DNS rebinding cannot
-  swap them) and tries each in turn, IPv6 and IPv4, before failing.
+  (one lookup, whose answer is kept for a second; every address checked on
+  every use, the request refused when any is refused) and the connector, when
+  it needs a new connection for that hop, gets exactly those addresses (no
+  second lookup, so DNS rebinding cannot swap them) and tries each in turn,
+  IPv6 and IPv4, before failing.
 - The URL keeps its host name, so the Host header and the TLS server name are
   the original host's. aiohttp keeps connections alive per host, port, TLS
   context and server name; each was opened to a checked address, and every
@@ -26,6 +27,7 @@ import asyncio
 import atexit
 import contextlib
 import contextvars
+import functools
 import hashlib
 import os
 import select
@@ -33,6 +35,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 
 import aiohttp
@@ -45,11 +48,13 @@ from . import policy
 from .errors import OutboundError, OutboundTimeout, UrlNotAllowed
 
 POOL_IDLE_SECONDS = 30.0  # an idle connection older than this is closed rather than reused
-POOL_LIMIT = 512  # connections in use at once per loop (request_many's concurrency is the real bound)
+POOL_LIMIT = 0  # no cap of aiohttp's: callers bound what is in flight (request_many's concurrency)
 MAX_HEADERS = 100
 MAX_LINE_BYTES = 8190  # the status line
 MAX_FIELD_BYTES = 16 * 1024  # one header line
 TLS_CACHE_SIZE = 64
+DNS_CACHE_SECONDS = 1.0  # how long a lookup's answer is reused (the policy is applied on every use)
+DNS_CACHE_SIZE = 4096
 
 # The addresses the client checked for the hop being sent, by (host, port): the resolver's answer.
 _checked: contextvars.ContextVar[dict | None] = contextvars.ContextVar("outbound_checked", default=None)
@@ -74,7 +79,14 @@ _strict_parsing()
 
 
 class PolicyResolver(AbstractResolver):
-    """Looks a host up once and applies the policy to every address; never hands out an unchecked one."""
+    """Looks a host up once and applies the policy to every address; never hands out an unchecked one.
+
+    A lookup's answer is kept for ``DNS_CACHE_SECONDS`` per (host, port) and shared by every loop;
+    the policy is applied to it again on each use, so only the lookup is saved, never the check.
+    """
+
+    def __init__(self):
+        self._answers: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
 
     async def getaddrinfo(self, host: str, port: int) -> list[tuple[int, str]]:
         """(family, address) of every answer for ``host``: the network edge (tests stub this)."""
@@ -83,19 +95,28 @@ class PolicyResolver(AbstractResolver):
 
     async def check(self, target: policy.Target) -> policy.Target:
         """``target`` with its checked addresses: a literal as it is, a name looked up once."""
-        literal = target.literal
-        if literal is not None:
-            return policy.check_addresses(target, [str(literal)])
+        if target.literal is not None:
+            return policy.check_addresses(target, (target.literal,))
+        key, now = (target.host, target.port), time.monotonic()
+        kept = self._answers.get(key)
+        if kept is not None and kept[0] > now:
+            return policy.check_addresses(target, kept[1])
         try:
-            answers = await self.getaddrinfo(target.host, target.port)
+            answers = tuple(address for _, address in await self.getaddrinfo(target.host, target.port))
         except (OSError, UnicodeError):
             raise OutboundError(f"Could not resolve host '{target.host}'.") from None
-        return policy.check_addresses(target, [address for _, address in answers])
+        if DNS_CACHE_SECONDS > 0 and answers:
+            if len(self._answers) >= DNS_CACHE_SIZE:
+                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            self._answers[key] = (now + DNS_CACHE_SECONDS, answers)
+        return policy.check_addresses(target, answers)
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
         checked = (_checked.get() or {}).get((host, port))
         if checked is None:  # a connection the client did not check first: check it here
-            checked = (await self.check(policy.Target("https", host, port, "/"))).addresses
+            literal = policy.literal_ip(host)
+            target = policy.Target("https", host, port, "/", (), None if literal is None else str(literal))
+            checked = (await self.check(target)).addresses
         return [
             ResolveResult(hostname=host, host=address, port=port, proto=0, flags=socket.AI_NUMERICHOST,
                           family=socket.AF_INET6 if ":" in address else socket.AF_INET)
@@ -106,7 +127,7 @@ class PolicyResolver(AbstractResolver):
         return None
 
 
-RESOLVER = PolicyResolver()  # it keeps no state: one for every loop's session
+RESOLVER = PolicyResolver()  # one for every loop's session (it shares the kept answers)
 
 
 class PolicyConnector(aiohttp.TCPConnector):
@@ -218,7 +239,6 @@ def session() -> aiohttp.ClientSession:
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
             auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None),
             max_line_size=MAX_LINE_BYTES, max_field_size=MAX_FIELD_BYTES, max_headers=MAX_HEADERS,
-            skip_auto_headers=("Content-Type",),  # bytes are sent as given, not labelled octet-stream
         )
     return current
 
@@ -245,18 +265,19 @@ async def aclose() -> None:
         await current.close()
 
 
-@contextlib.asynccontextmanager
-async def exchange(target: policy.Target, method: str, headers: dict, body: bytes | None,
-                   context: ssl.SSLContext | None):
-    """Send one request to a checked ``target``; yields the aiohttp response, whose body the caller
-    reads inside the block. Transport failures, there or here, become OutboundError."""
+async def send(target: policy.Target, method: str, headers: dict, body: bytes | None,
+               context: ssl.SSLContext | None, read):
+    """Send one request to a checked ``target`` and return ``await read(response)`` (the aiohttp
+    response, its body still to read). Transport failures, in either, become OutboundError."""
     token = _checked.set({(target.host, target.port): target.addresses})
     try:
         async with session().request(
             method, _url(target), headers=headers, data=body, allow_redirects=False,
             ssl=context if (context is not None and target.scheme == "https") else True,
+            # bytes are sent as given, not labelled application/octet-stream
+            skip_auto_headers=_SKIP_CONTENT_TYPE if body is not None else None,
         ) as response:
-            yield response
+            return await read(response)
     except OutboundError:
         raise
     except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -265,10 +286,18 @@ async def exchange(target: policy.Target, method: str, headers: dict, body: byte
         _checked.reset(token)
 
 
+_SKIP_CONTENT_TYPE = ("Content-Type",)
+
+
 def _url(target: policy.Target) -> URL:
-    host = f"[{target.host.replace('%', '%25')}]" if ":" in target.host else target.host
-    path, _, query = target.path.partition("?")
-    return URL.build(scheme=target.scheme, host=host, port=target.port, path=path, query_string=query, encoded=True)
+    return _build_url(target.scheme, target.host, target.port, target.path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _build_url(scheme: str, host: str, port: int, path: str) -> URL:
+    host = f"[{host.replace('%', '%25')}]" if ":" in host else host
+    path, _, query = path.partition("?")
+    return URL.build(scheme=scheme, host=host, port=port, path=path, query_string=query, encoded=True)
 
 
 def transport_error(exc: BaseException, host: str) -> OutboundError:

@@ -40,8 +40,11 @@ def closed_port() -> int:
 @pytest.fixture
 def stub_dns(monkeypatch):
     """``stub_dns({host: [addresses]})``; a list of lists answers each lookup in turn (the last repeats).
-    Returns the list of (host, port) looked up."""
+    Returns the list of (host, port) looked up. Answers are not kept between lookups unless a test sets
+    ``transport.DNS_CACHE_SECONDS`` itself."""
     calls = []
+    monkeypatch.setattr(transport, "DNS_CACHE_SECONDS", 0)
+    monkeypatch.setattr(transport.RESOLVER, "_answers", {})
 
     def install(answers: dict):
         async def getaddrinfo(self, host, port):

@@ -5,6 +5,7 @@ reaching any server; DNS is stubbed only at the resolver's ``getaddrinfo``.
 """
 import ipaddress
 import socket
+import time
 
 import pytest
 
@@ -258,6 +259,51 @@ def test_a_kept_connection_is_not_used_once_the_name_resolves_to_a_refused_addre
     with pytest.raises(outbound.UrlNotAllowed):
         outbound.request("GET", f"http://api.test:{httpserver.port}/a")
     assert len(httpserver.log) == 1
+
+
+@pytest.fixture
+def kept_answers(monkeypatch, stub_dns):
+    monkeypatch.setattr(transport, "DNS_CACHE_SECONDS", 1.0)
+    return stub_dns
+
+
+def test_an_answer_is_kept_for_a_second_and_checked_on_every_use(settings, kept_answers, httpserver):
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    calls = kept_answers({"api.test": [["127.0.0.1"], ["8.8.8.8"]]})
+    httpserver.expect_request("/ping").respond_with_json({})
+    for _ in range(3):
+        outbound.request("GET", f"http://api.test:{httpserver.port}/ping")
+    assert len(calls) == 1
+    settings.OUTBOUND_ALLOWED_HOSTS = []
+    with pytest.raises(outbound.UrlNotAllowed):  # the kept answer, checked again
+        outbound.request("GET", f"http://api.test:{httpserver.port}/ping")
+    assert (len(calls), len(httpserver.log)) == (1, 3)
+
+
+def test_a_kept_answer_expires(settings, kept_answers, monkeypatch, httpserver):
+    monkeypatch.setattr(transport, "DNS_CACHE_SECONDS", 0.05)
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    calls = kept_answers({"api.test": [["127.0.0.1"], ["10.0.0.1"]]})
+    httpserver.expect_request("/ping").respond_with_json({})
+    outbound.request("GET", f"http://api.test:{httpserver.port}/ping")
+    time.sleep(0.1)
+    with pytest.raises(outbound.UrlNotAllowed):
+        outbound.request("GET", f"http://api.test:{httpserver.port}/ping")
+    assert len(calls) == 2
+
+
+def test_a_failed_lookup_is_not_kept(no_allow, kept_answers, monkeypatch):
+    calls = []
+
+    async def fail(self, host, port):
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(transport.PolicyResolver, "getaddrinfo", fail)
+    for _ in range(2):
+        with pytest.raises(outbound.OutboundError):
+            outbound.request("GET", "https://flaky.test/")
+    assert calls == ["flaky.test", "flaky.test"]
 
 
 # --- Allow-list -------------------------------------------------------------------------------
