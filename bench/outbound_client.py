@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""Outbound client: CPU per request of connections/http.py (hand-written) against integrations_site/outbound (aiohttp).
+
+    .venv/bin/python bench/outbound_client.py [--requests 2000 --in-flight 50 --rounds 3 --warmup 300 \
+        --hosts 127.0.0.1,localhost --body-bytes 200 --latency-ms 0]
+
+Steps: start a local asyncio HTTP/1.1 server in its own process (keep-alive,
+a JSON body of --body-bytes after --latency-ms), so that its CPU is not
+counted; then, in this process, for each round and each client in turn (the
+order alternates, so both meet the same background load), send --requests
+GET requests three ways: one after the other through the synchronous
+``request`` ("sequential"), through ``request_many`` with --in-flight at once
+on the calling thread's loop ("in flight"), and the same with
+``process_wide=True`` (one loop for the process, as scheduled health checks
+use). CPU is this process's user + system time (every thread: loops,
+resolver threads) over the requests sent; the figures are medians over the
+rounds. Each client gets --warmup requests first. The whole is done once per
+name in --hosts: 127.0.0.1 (a literal: no lookup) and localhost (a name, as
+tenant URLs are: looked up and checked on every hop; the old client looks it
+up every time, the new one keeps the answer for a second and checks it on
+every use). No database is used; traffic goes to 127.0.0.1 only.
+
+Prints, per host and way, µs of CPU per request for each client, the ratio
+new/old (below 1.0 is cheaper), and requests per second of wall time.
+"""
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per client, way and round")
+    parser.add_argument("--in-flight", type=int, default=50, help="concurrency of the request_many ways")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=300, help="requests per client before the first round")
+    parser.add_argument("--hosts", default="127.0.0.1,localhost", help="how the server is named in the URL")
+    parser.add_argument("--body-bytes", type=int, default=200, help="size of the server's JSON answer")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the server's answer time")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --- the local server: an asyncio server in its own process -----------------------------------
+
+
+def serve(latency_ms: float, body_bytes: int) -> None:
+    """Answer every request with 200 and a JSON body after ``latency_ms``; print the port."""
+    body = b'{"data": "' + b"x" * max(0, body_bytes - 12) + b'"}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    delay = latency_ms / 1000
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class LocalServer:
+    def __init__(self, latency_ms: float, body_bytes: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms), "--body-bytes", str(body_bytes)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --- the measured ways ---------------------------------------------------------------------------
+
+
+def sequential(client, url: str, n: int) -> None:
+    for _ in range(n):
+        response = client.request("GET", url)
+        assert response.status_code == 200
+
+
+def in_flight(client, url: str, n: int, concurrency: int, process_wide: bool) -> None:
+    answers = client.request_many([{"method": "GET", "url": url}] * n, concurrency=concurrency,
+                                  process_wide=process_wide)
+    failed = [a for a in answers if not isinstance(a, client.OutboundResponse) or a.status_code != 200]
+    assert not failed, f"{len(failed)} failed, first: {failed[0]!r}"
+
+
+def measure(work, n: int) -> tuple[float, float]:
+    """(µs of CPU per request, requests per second of wall time) of ``work()`` sending ``n`` requests."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    work()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return cpu / n * 1e6, n / wall
+
+
+def main():
+    args = parse_args()
+    if args.serve:
+        serve(args.latency_ms, args.body_bytes)
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integrations_site.settings.test")
+    os.environ["OUTBOUND_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    import django
+
+    django.setup()
+    from connections import http as old
+    from integrations_site import outbound as new
+
+    clients = {"old": old, "new": new}
+    server = LocalServer(args.latency_ms, args.body_bytes)
+    load_before = os.getloadavg()[0]
+    try:
+        tables = {host: run_host(clients, f"http://{host}:{server.port}/health", args)
+                  for host in args.hosts.split(",") if host.strip()}
+    finally:
+        server.stop()
+    load_after = os.getloadavg()[0]
+
+    print(f"{args.requests} requests per client, way and round, {args.rounds} rounds (medians), "
+          f"{args.body_bytes}-byte answers after {args.latency_ms:g} ms; load average {load_before:.1f} before, "
+          f"{load_after:.1f} after")
+    print(f"{'host':10} {'way':30} {'old µs CPU/req':>15} {'new µs CPU/req':>15} {'new/old':>8} "
+          f"{'old req/s':>10} {'new req/s':>10}")
+    for host, figures in tables.items():
+        for way in figures:
+            (old_cpu, old_rate), (new_cpu, new_rate) = figures[way]["old"], figures[way]["new"]
+            print(f"{host:10} {way:30} {old_cpu:15.0f} {new_cpu:15.0f} {new_cpu / old_cpu:8.2f} "
+                  f"{old_rate:10.0f} {new_rate:10.0f}")
+
+
+def run_host(clients: dict, url: str, args) -> dict:
+    """{way: {client: (median µs CPU per request, median requests/s)}} for one URL."""
+    n, k = args.requests, args.in_flight
+    ways = {
+        "sequential": lambda c: (lambda: sequential(c, url, n)),
+        f"{k} in flight": lambda c: (lambda: in_flight(c, url, n, k, False)),
+        f"{k} in flight, process-wide": lambda c: (lambda: in_flight(c, url, n, k, True)),
+    }
+    samples = {(way, name): [] for way in ways for name in clients}
+    for client in clients.values():
+        sequential(client, url, args.warmup)
+        in_flight(client, url, args.warmup, k, False)
+        in_flight(client, url, args.warmup, k, True)
+    for round_ in range(args.rounds):
+        order = list(clients) if round_ % 2 == 0 else list(reversed(clients))
+        for way, make in ways.items():
+            for name in order:
+                samples[(way, name)].append(measure(make(clients[name]), n))
+    return {way: {name: tuple(statistics.median(v) for v in zip(*samples[(way, name)], strict=True))
+                  for name in clients} for way in ways}
+
+
+if __name__ == "__main__":
+    main()
