@@ -222,10 +222,14 @@ def _pem_file(pem: str):
 # --- Sessions and loops -------------------------------------------------------------------
 
 _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+_sessions_pid = os.getpid()
 
 
 def session() -> aiohttp.ClientSession:
     """The running loop's session (made on first use; those of loops closed since are forgotten)."""
+    global _sessions, _sessions_pid
+    if _sessions_pid != os.getpid():  # a forked child: its parent's sessions are not its own
+        _sessions, _sessions_pid = {}, os.getpid()
     loop = asyncio.get_running_loop()
     current = _sessions.get(loop)
     if current is None or current.closed:
@@ -245,7 +249,10 @@ def session() -> aiohttp.ClientSession:
 
 @atexit.register
 def _close_sessions() -> None:
-    """Close what is still open at exit, so that no loop reports an unclosed session."""
+    """Close this process's open sessions at exit, so that no loop reports an unclosed session. A
+    forked child never closes its parent's: closing a TLS connection writes on the shared socket."""
+    if _sessions_pid != os.getpid():
+        return
     for loop, current in list(_sessions.items()):
         if current.closed or loop.is_closed():
             continue
