@@ -144,12 +144,16 @@ def fresh_broker_url(db: int) -> str:
 @contextlib.contextmanager
 def celery_broker(url: str):
     """Point this process's Celery app at ``url`` (``memory://`` keeps tasks in the process), and back."""
+    from kombu import pools
+
     from integrations_site.celery import app
 
     def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        # The connection and producer pools live in kombu's registries, keyed by the broker URL: closing
+        # only the app's own would leave a closed pool registered for that URL (filesystem:// is the
+        # same URL before and after), and every later send would find it closed.
+        pools.reset()
+        app._pool = None
         app.amqp._producer_pool = None
 
     # Celery reads the CELERY_BROKER_URL environment variable before its own setting
