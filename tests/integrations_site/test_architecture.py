@@ -32,7 +32,6 @@ ALLOWED = {
 # Over the limit for now, each with why; none may grow. Remove an entry once its module is split or gone.
 OVER_THE_LIMIT = {
     "connections/http.py": (765, "the old outbound client, being replaced by integrations_site/outbound/"),
-    "integrations_site/api/schema.py": (495, "the OpenAPI hooks and extensions, to be split by concept"),
 }
 
 
