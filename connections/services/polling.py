@@ -7,8 +7,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from integrations_site import outbound
 
-from .. import adapters, http
+from .. import adapters
 from ..choices import IntegrationStatus, UpdateMethod
 from ..models import Credential, Integration
 from ..selectors import credential_of
@@ -28,7 +29,7 @@ def fetch(integration: Integration, credential: Credential | None) -> list[tuple
         response = usage.metered_request(
             integration, "GET", url, headers=adapters.auth_headers(credential, integration.provider)
         )
-    except http.OutboundError as exc:
+    except outbound.OutboundError as exc:
         raise PollError(exc.code, exc.message) from None
     if response.status_code in (401, 403):
         raise PollError("INVALID_CREDENTIALS", f"The API answered {response.status_code}.")

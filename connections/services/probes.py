@@ -2,7 +2,7 @@
 
 A probe talks to the outside only (through the integration's limits and the outbound
 client) and touches no database while requests are in flight, so many run at once on one
-event loop (``http.request_many``); ``checks.checks_record`` writes the outcomes.
+event loop (``outbound.request_many``); ``checks.checks_record`` writes the outcomes.
 """
 import json
 from dataclasses import dataclass, field
@@ -11,9 +11,9 @@ from urllib.parse import urljoin
 
 from django.utils import timezone
 
-from integrations_site import bounds
+from integrations_site import bounds, outbound
 
-from .. import adapters, http
+from .. import adapters
 from ..choices import CheckError
 from ..models import Credential, Integration
 from . import usage
@@ -87,7 +87,7 @@ def probe(integration: Integration, credential: Credential | None) -> ProbeResul
 def probe_many(
     pairs: list[tuple[Integration, Credential | None]], *, concurrency: int = 1, process_wide: bool = False
 ) -> list[ProbeResult]:
-    """``probe`` for many (integration, credential) pairs (``concurrency`` as in ``http.request_many``)."""
+    """``probe`` for many (integration, credential) pairs (``concurrency`` as in ``outbound.request_many``)."""
     results, waiting, calls = [None] * len(pairs), [], []
     for index, (integration, credential) in enumerate(pairs):
         url = endpoint_url(integration, integration.test_endpoint or "")
@@ -120,7 +120,7 @@ def _probe_result(url: str, outcome) -> ProbeResult:
     else:
         started = datetime.fromtimestamp(outcome.started_at, tz=UTC)
         finished = started + timedelta(milliseconds=outcome.elapsed_ms)
-    if isinstance(outcome, http.OutboundError):
+    if isinstance(outcome, outbound.OutboundError):
         return ProbeResult(
             success=False, error_code=outcome.code, error_message=bounds.clean_text(outcome.message, 500), url=url,
             started_at=started, finished_at=finished,

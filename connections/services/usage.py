@@ -20,10 +20,9 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
-from integrations_site import bounds
+from integrations_site import bounds, outbound
 from integrations_site.batching import BackgroundBatcher
 
-from .. import http
 from ..models import Integration, UsageDaily
 
 logger = logging.getLogger("connections.usage")
@@ -278,32 +277,32 @@ def default_range() -> tuple[date, date]:
     return today - timedelta(days=29), today
 
 
-class LimitRefused(http.OutboundError):
+class LimitRefused(outbound.OutboundError):
     """An outbound call refused before it was sent: a hard limit is reached."""
 
     code = "LIMIT_EXCEEDED"
 
 
 def metered_request(integration: Integration, method: str, url: str, *, headers: dict, body: bytes | None = None,
-                    retries: int | None = None) -> http.OutboundResponse:
+                    retries: int | None = None) -> outbound.OutboundResponse:
     """The outbound client, after the integration's limits, counting what the call used."""
     call = {"method": method, "url": url, "headers": headers, "body": body}
     if retries is not None:
         call["retries"] = retries
     outcome = metered_many([(integration, call)])[0]
-    if isinstance(outcome, http.OutboundError):
+    if isinstance(outcome, outbound.OutboundError):
         raise outcome
     return outcome
 
 
 def metered_many(calls: list[tuple[Integration, dict]], *, concurrency: int = 1, process_wide: bool = False) -> list:
-    """Several metered requests sent at once (``http.request_many``).
+    """Several metered requests sent at once (``outbound.request_many``).
 
-    ``calls`` pairs an integration with keyword arguments of ``http.request``
+    ``calls`` pairs an integration with keyword arguments of ``outbound.request``
     (its timeout and retry count apply unless given). The answer is, in order,
     each call's response or the OutboundError it raised; a call past a hard
     limit is refused with LimitRefused before anything is sent. ``concurrency``
-    and ``process_wide`` are those of ``http.request_many``.
+    and ``process_wide`` are those of ``outbound.request_many``.
     """
     outcomes, sent, requests = [None] * len(calls), [], []
     for index, (integration, call) in enumerate(calls):
@@ -314,11 +313,11 @@ def metered_many(calls: list[tuple[Integration, dict]], *, concurrency: int = 1,
             continue
         sent.append(index)
         requests.append({"timeout": integration.timeout_seconds, "retries": integration.retry_count, **call})
-    answers = http.request_many(requests, concurrency=concurrency, process_wide=process_wide)
+    answers = outbound.request_many(requests, concurrency=concurrency, process_wide=process_wide)
     for index, outcome in zip(sent, answers, strict=True):
         integration = calls[index][0]
         enforce = integration.limit_requests_per_minute is not None
-        if isinstance(outcome, http.OutboundError):
+        if isinstance(outcome, outbound.OutboundError):
             record(integration.pk, integration.tenant_id, requests=1, errors=1, enforce_rate=enforce)
         else:
             tokens, cost = reported_usage(integration, outcome.headers)

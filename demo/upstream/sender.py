@@ -19,13 +19,12 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import requests
 from django.db import close_old_connections, connections
 
 from catalog.choices import SignatureScheme
@@ -67,15 +66,18 @@ def sign(*, scheme: str, secret: str, body: bytes, signature_header: str = "", n
     raise ValueError(f"the demo sender does not sign {scheme} deliveries")
 
 
-def urllib_post(url: str, body: bytes, headers: dict) -> int:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={**headers, "Content-Type": "application/json",
-                                              "User-Agent": "DemoUpstream/1.0"})
-    try:
-        with urllib.request.urlopen(request, timeout=POST_TIMEOUT_SECONDS) as response:
-            return response.status
-    except urllib.error.HTTPError as answer:
-        return answer.code
+_local = threading.local()
+
+
+def hub_post(url: str, body: bytes, headers: dict) -> int:
+    """POST one delivery to the hub and return its status (a session per thread keeps the connection)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+        session.trust_env = False  # the hub is a known address: no proxy or netrc from the environment
+    response = session.post(url, data=body, timeout=POST_TIMEOUT_SECONDS, allow_redirects=False,
+                            headers={**headers, "Content-Type": "application/json", "User-Agent": "DemoUpstream/1.0"})
+    return response.status_code
 
 
 def endpoints() -> list[WebhookEndpoint]:
@@ -91,7 +93,7 @@ class WebhookSender:
     """Posts one signed delivery to each demo endpoint per round; ``start`` runs rounds in a thread."""
 
     def __init__(self, *, hub_url: str, feed: StatusFeed, every: float = SEND_EVERY_SECONDS,
-                 post: Post = urllib_post):
+                 post: Post = hub_post):
         self.hub_url = hub_url.rstrip("/")
         self.feed = feed
         self.every = every

@@ -9,18 +9,16 @@ from the upstream's sender processed, and the API docs served. Then it sends
 SIGINT to the script and checks that the script and each of its children (the
 upstream, web, worker and beat) have stopped.
 """
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 # scripts/run.sh always runs the embedded default (its own SQLite file and broker under VAR_DIR),
 # whatever the suite's pass: it runs once, in the embedded pass.
@@ -57,18 +55,12 @@ def alive(pid: int) -> bool:
 def api(base: str, path: str, token: str | None = None, body: dict | None = None,
         accept: str = "application/json") -> tuple[int, dict | bytes]:
     headers = {"Accept": accept}
-    data = None
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(base + path, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw, status, kind = response.read(), response.status, response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as answer:
-        raw, status, kind = answer.read(), answer.code, answer.headers.get("Content-Type", "")
-    return status, json.loads(raw) if kind.startswith("application/json") else raw
+    response = requests.request("POST" if body is not None else "GET", base + path, json=body, headers=headers,
+                                timeout=10, allow_redirects=False)
+    kind = response.headers.get("Content-Type", "")
+    return response.status_code, response.json() if kind.startswith("application/json") else response.content
 
 
 class Run:

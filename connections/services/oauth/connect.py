@@ -16,9 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from integrations_site import outbound
 from integrations_site.api.errors import UrlNotAllowed, ValidationFailed
 
-from ... import http
 from ...choices import CredentialStatus, CredentialType, IntegrationStatus
 from ...models import Credential, Integration, OAuthState
 from ...selectors import credential_of
@@ -216,12 +216,12 @@ def oauth_disconnect(*, actor: Actor, integration: Integration, user=None) -> di
         hint = "refresh_token" if (credential.payload or {}).get("refresh_token") else "access_token"
         headers, body = client_authenticated(integration, {}, {"token": token, "token_type_hint": hint})
         try:
-            response = http.request("POST", config["revoke_url"], headers=headers, body=body,
-                                    timeout=integration.timeout_seconds)
+            response = outbound.request("POST", config["revoke_url"], headers=headers, body=body,
+                                        timeout=integration.timeout_seconds, follow_redirects=False)
             revoked = 200 <= response.status_code < 300
             if not revoked:
                 revoke_error = f"The revocation endpoint answered {response.status_code}."
-        except http.OutboundError as exc:
+        except outbound.OutboundError as exc:
             revoked, revoke_error = False, f"The revocation endpoint could not be reached ({exc.code})."
     with transaction.atomic():
         if credential is not None:

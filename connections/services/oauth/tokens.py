@@ -17,8 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, audit_record
+from integrations_site import outbound
 
-from ... import http
 from ...choices import CredentialStatus, CredentialType, IntegrationStatus
 from ...models import Credential, Integration
 from ...selectors import credential_of
@@ -66,9 +66,11 @@ def token_request(integration: Integration, form: dict) -> TokenAnswer:
     config = integration.provider.oauth_config or {}
     headers, body = client_authenticated(integration, {"Accept": "application/json"}, form)
     try:
-        response = http.request("POST", config["token_url"], headers=headers, body=body,
-                                timeout=integration.timeout_seconds, retries=1)
-    except http.OutboundError as exc:
+        # Never sent twice (a provider that rotated the refresh token would refuse the old one again
+        # and the good credential would be marked expired) and never redirected (the form holds secrets).
+        response = outbound.request("POST", config["token_url"], headers=headers, body=body,
+                                    timeout=integration.timeout_seconds, follow_redirects=False)
+    except outbound.OutboundError as exc:
         raise RefreshFailed(f"The token endpoint could not be reached ({exc.code}).", permanent=False) from None
     try:
         data = response.json()

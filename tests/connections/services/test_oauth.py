@@ -447,13 +447,13 @@ def test_a_transient_500_backs_off_and_wipes_nothing_then_a_later_run_succeeds(c
     oauth_integration.refresh_from_db()
     assert oauth_integration.status == "connected"
     assert not AuditEvent.objects.filter(action="oauth.refresh_failed").exists()
-    assert len(oauth_server.refresh_calls()) == 2  # the outbound client retried the 500 once
+    assert len(oauth_server.refresh_calls()) == 1  # a token POST is never sent twice
     first_delay = failed.next_refresh_at - failed.updated_at
     assert timedelta(seconds=50) < first_delay <= timedelta(seconds=61)
 
     # Backing off: an immediate second run does not call the provider.
     assert oauth.refresh_due() == {"refreshed": 0, "failed": 0}
-    assert len(oauth_server.refresh_calls()) == 2
+    assert len(oauth_server.refresh_calls()) == 1
     # Once the backoff has passed it tries again; a second failure doubles the delay.
     oauth_server.fail_with = 503
     assert oauth.refresh_due(now=failed.next_refresh_at + timedelta(seconds=1)) == {"refreshed": 0, "failed": 1}
@@ -466,6 +466,24 @@ def test_a_transient_500_backs_off_and_wipes_nothing_then_a_later_run_succeeds(c
     recovered = Credential.objects.get(pk=connected.pk)
     assert recovered.refresh_failures == 0 and recovered.next_refresh_at is None
     assert recovered.payload["refresh_token"] != old["refresh_token"]
+
+
+def test_a_token_endpoint_redirecting_elsewhere_gets_nothing_sent_on(connected, oauth_server, oauth_integration,
+                                                                     httpserver):
+    """A token endpoint answering 307 to another origin: the form (refresh token, client secret) is not
+    POSTed there again; the refresh fails as the provider's error, nothing is wiped."""
+    httpserver.expect_request("/steal").respond_with_data("ok")
+    provider = oauth_integration.provider
+    provider.oauth_config = {**provider.oauth_config, "token_url": httpserver.url_for("/token")}
+    provider.save()
+    httpserver.expect_request("/token", method="POST").respond_with_data(
+        "", status=307, headers={"Location": f"http://localhost:{httpserver.port}/steal"})
+    old = dict(connected.payload)
+    expire_soon(connected)
+    assert oauth.refresh_due() == {"refreshed": 0, "failed": 1}
+    assert [entry[0].path for entry in httpserver.log] == ["/token"]
+    kept = Credential.objects.get(pk=connected.pk)
+    assert kept.payload == old and kept.status == "active" and kept.refresh_failures == 1
 
 
 def test_a_timeout_at_the_token_endpoint_is_transient(connected, oauth_server, oauth_integration):
