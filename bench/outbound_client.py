@@ -122,6 +122,15 @@ class Bare:
         self.sessions = {}
         self.loop = None
 
+    def close(self) -> None:
+        """Close every loop's session on its own loop (else aiohttp reports them unclosed at exit)."""
+        for loop, session in self.sessions.items():
+            if loop is self.loop:
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result()
+            else:
+                self.runner.run(session.close())
+        self.sessions.clear()
+
     def session(self):
         import aiohttp
 
@@ -198,6 +207,7 @@ def main():
         tables = {host: run_host(clients, f"http://{host}:{server.port}/health", args)
                   for host in args.hosts.split(",") if host.strip()}
     finally:
+        clients["bare"].close()
         server.stop()
     load_after = os.getloadavg()[0]
 
