@@ -11,11 +11,14 @@ from datetime import datetime
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import ValidationError
 
+from integrations_site import outbound
+
 from .choices import CredentialType
 
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,63}$")
 FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "cookie"}
 MAX_SECRET_LENGTH = 8192
+MAX_PEM_LENGTH = 65536
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class FieldSpec:
     name: str
     secret: bool
     required: bool
-    kind: str = "string"  # string | datetime | string_list | header
+    kind: str = "string"  # string | datetime | string_list | header | pem
 
 
 CREDENTIAL_SPECS: dict[str, tuple[FieldSpec, ...]] = {
@@ -46,15 +49,19 @@ HINT_FIELD = {
     CredentialType.OAUTH2: "access_token",
 }
 DEFAULTS = {CredentialType.API_KEY: {"header_name": "X-API-Key"}}
+# Any type may carry a client certificate for mutual TLS; the key is a secret like the others.
+TLS_SPECS = (FieldSpec("client_certificate", False, False, "pem"), FieldSpec("client_key", True, False, "pem"))
+TLS_FIELDS = frozenset(spec.name for spec in TLS_SPECS)
 
 
 def field_specs(credential_type: str, provider) -> tuple[FieldSpec, ...]:
     if credential_type == CredentialType.CUSTOM:
-        return tuple(
+        own = tuple(
             FieldSpec(f["name"], bool(f.get("secret", True)), bool(f.get("required", True)))
             for f in provider.credential_fields
         )
-    return CREDENTIAL_SPECS[credential_type]
+        return own + tuple(spec for spec in TLS_SPECS if spec.name not in {s.name for s in own})
+    return CREDENTIAL_SPECS[credential_type] + TLS_SPECS
 
 
 def secret_field_names(credential_type: str, provider) -> frozenset[str]:
@@ -85,6 +92,10 @@ def _clean_value(spec: FieldSpec, value):
         return value
     if not isinstance(value, str):
         raise ValidationError({spec.name: ["Must be a string."]})
+    if spec.kind == "pem":
+        if len(value) > MAX_PEM_LENGTH:
+            raise ValidationError({spec.name: [f"Must be at most {MAX_PEM_LENGTH} characters."]})
+        return value
     if spec.kind == "header" and (not HEADER_NAME.match(value) or value.lower() in FORBIDDEN_HEADERS):
         raise ValidationError({spec.name: ["Must be a valid HTTP header name (letters, digits, '-')."]})
     if spec.secret and len(value) > MAX_SECRET_LENGTH:
@@ -98,8 +109,8 @@ def split_credential(credential_type: str, provider, data: dict) -> tuple[dict, 
     Raises a DRF ValidationError naming each missing or unknown field.
     """
     specs = field_specs(credential_type, provider)
-    if credential_type == CredentialType.CUSTOM and not specs:
-        specs = tuple(FieldSpec(name, True, False) for name in data)
+    if credential_type == CredentialType.CUSTOM and not provider.credential_fields:
+        specs = tuple(FieldSpec(name, True, False) for name in data if name not in TLS_FIELDS) + TLS_SPECS
     known = {s.name for s in specs}
     errors = {name: ["Unknown field for this credential type."] for name in data if name not in known}
     for spec in specs:
@@ -115,8 +126,50 @@ def split_credential(credential_type: str, provider, data: dict) -> tuple[dict, 
             continue
         cleaned = _clean_value(spec, values[spec.name])
         (secret if spec.secret else public)[spec.name] = cleaned
-    hint_source = secret.get(HINT_FIELD.get(credential_type, ""), "") or next(iter(secret.values()), "")
+    problems = outbound.tls_problems(None, public.get("client_certificate"), secret.get("client_key"))
+    if problems:
+        raise ValidationError({name: [message] for name, message in problems.items()})
+    hint_source = secret.get(HINT_FIELD.get(credential_type, "")) or next(
+        (value for name, value in secret.items() if name not in TLS_FIELDS), ""
+    )
     return secret, public, make_hint(str(hint_source))
+
+
+def public_for_audit(public: dict) -> dict:
+    """The public fields as an audit event shows them: a certificate is named, not copied."""
+    return {name: ("set" if name in TLS_FIELDS and value else value) for name, value in public.items()}
+
+
+def settings_problems(settings: dict) -> dict:
+    """What is wrong with an integration's ``settings`` that the outbound client reads:
+    ``settings.tls`` is ``{"ca_bundle": "<PEM>"}`` (public; only those CAs are trusted)."""
+    if "tls" not in settings or settings["tls"] is None:
+        return {}
+    tls = settings["tls"]
+    if not isinstance(tls, dict) or set(tls) - {"ca_bundle"}:
+        return {"tls": ["Must be an object with the key 'ca_bundle' (PEM certificates)."]}
+    bundle = tls.get("ca_bundle")
+    if bundle in (None, ""):
+        return {}
+    if not isinstance(bundle, str) or len(bundle) > MAX_PEM_LENGTH:
+        return {"tls": {"ca_bundle": [f"Must be a string of at most {MAX_PEM_LENGTH} characters."]}}
+    problems = outbound.tls_problems(ca_bundle_pem=bundle)
+    return {"tls": {"ca_bundle": [problems["ca_bundle"]]}} if problems else {}
+
+
+def request_options(integration, credential) -> dict:
+    """Keyword arguments of ``outbound.request`` that speak to the integration's API as ``credential``:
+    its auth headers, the integration's CA bundle and the credential's client certificate."""
+    options = {"headers": auth_headers(credential, integration.provider)}
+    tls = (integration.settings or {}).get("tls") if isinstance(integration.settings, dict) else None
+    if isinstance(tls, dict) and isinstance(tls.get("ca_bundle"), str) and tls["ca_bundle"]:
+        options["ca_bundle_pem"] = tls["ca_bundle"]
+    if credential is not None and credential.is_set:
+        certificate = (credential.public_fields or {}).get("client_certificate")
+        key = (credential.payload or {}).get("client_key")
+        if certificate and key:
+            options["client_cert_pem"], options["client_key_pem"] = certificate, key
+    return options
 
 
 def auth_headers(credential, provider) -> dict[str, str]:

@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
 from tenants.choices import plan_rank
 
-from .. import services
+from .. import adapters, services
 from ..models import CONFIG_FIELDS, ConnectionCheck, Integration
 from ..selectors import credential_of, has_tenant_credential
 from ..services import queueing
@@ -51,6 +51,13 @@ class IntegrationAdminForm(forms.ModelForm):
     class Meta:
         model = Integration
         fields = ("tenant", "provider", *CONFIG_FIELDS)
+
+    def clean_settings(self):
+        value = self.cleaned_data.get("settings")
+        if isinstance(value, dict) and (problems := adapters.settings_problems(value)):
+            tls = problems["tls"]
+            raise forms.ValidationError(tls["ca_bundle"][0] if isinstance(tls, dict) else tls[0])
+        return value
 
     def clean(self):
         # The services enforce these too; checking here keeps the staff member's input on the page.

@@ -50,7 +50,8 @@ def credential_set(
     secret_names = adapters.secret_field_names(credential_type, integration.provider) | set(secret)
     audit_record(
         actor=actor, action="credential.set", target=integration,
-        changes={"type": credential_type, "version": credential.version, **{k: "set" for k in secret}, **public},
+        changes={"type": credential_type, "version": credential.version, **{k: "set" for k in secret},
+                 **adapters.public_for_audit(public)},
         secret_fields=frozenset(secret_names),
     )
     if not user:
@@ -116,7 +117,7 @@ def credential_update(*, actor: Actor, integration: Integration, data: dict, use
     audit_record(
         actor=actor, action="credential.updated", target=integration,
         changes={"version": credential.version, **{k: "changed" for k in data if k in secret},
-                 **{k: v for k, v in data.items() if k in public}},
+                 **adapters.public_for_audit({k: v for k, v in data.items() if k in public})},
         secret_fields=frozenset(secret_names),
     )
     if not user:

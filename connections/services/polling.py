@@ -26,9 +26,7 @@ def fetch(integration: Integration, credential: Credential | None) -> list[tuple
     if not url or not integration.status_endpoint:
         raise PollError("NOT_CONFIGURED", "Set api_base_url and status_endpoint before polling.")
     try:
-        response = usage.metered_request(
-            integration, "GET", url, headers=adapters.auth_headers(credential, integration.provider)
-        )
+        response = usage.metered_request(integration, "GET", url, **adapters.request_options(integration, credential))
     except outbound.OutboundError as exc:
         raise PollError(exc.code, exc.message) from None
     if response.status_code in (401, 403):

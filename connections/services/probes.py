@@ -97,9 +97,8 @@ def probe_many(
             results[index] = _not_configured("Set the integration's credentials before testing the connection.")
         else:
             waiting.append(index)
-            calls.append((integration, {
-                "method": "GET", "url": url, "headers": adapters.auth_headers(credential, integration.provider),
-            }))
+            options = adapters.request_options(integration, credential)
+            calls.append((integration, {"method": "GET", "url": url, **options}))
     for index, (_, call), outcome in zip(
         waiting, calls, usage.metered_many(calls, concurrency=concurrency, process_wide=process_wide), strict=True
     ):

@@ -284,9 +284,10 @@ class LimitRefused(outbound.OutboundError):
 
 
 def metered_request(integration: Integration, method: str, url: str, *, headers: dict, body: bytes | None = None,
-                    retries: int | None = None) -> outbound.OutboundResponse:
-    """The outbound client, after the integration's limits, counting what the call used."""
-    call = {"method": method, "url": url, "headers": headers, "body": body}
+                    retries: int | None = None, **tls) -> outbound.OutboundResponse:
+    """The outbound client, after the integration's limits, counting what the call used
+    (``tls``: the ``ca_bundle_pem`` / ``client_cert_pem`` / ``client_key_pem`` of ``outbound.request``)."""
+    call = {"method": method, "url": url, "headers": headers, "body": body, **tls}
     if retries is not None:
         call["retries"] = retries
     outcome = metered_many([(integration, call)])[0]

@@ -196,9 +196,48 @@ def _new_tls_context(ca_bundle_pem, client_cert_pem, client_key_pem) -> ssl.SSLC
     else:
         context = ssl.create_default_context(cafile=certifi.where())
     if client_cert_pem:
-        with _pem_file(client_cert_pem + "\n" + client_key_pem) as path:
-            context.load_cert_chain(path)
+        _load_client_pair(context, client_cert_pem, client_key_pem)
     return context
+
+
+def _load_client_pair(context: ssl.SSLContext, client_cert_pem: str, client_key_pem: str) -> None:
+    """The certificate from its own text, the key from its own: a key pasted as the certificate is refused."""
+    if "PRIVATE KEY" in client_cert_pem:
+        raise ValueError("a private key in the certificate")
+    with _pem_file(client_cert_pem) as cert_path, _pem_file(client_key_pem) as key_path:
+        # A key under a passphrase is refused; without ``password`` OpenSSL would prompt on a terminal.
+        context.load_cert_chain(cert_path, key_path, password=_no_passphrase)
+
+
+def _no_passphrase() -> bytes:
+    return b""
+
+
+def tls_problems(ca_bundle_pem: str | None = None, client_cert_pem: str | None = None,
+                 client_key_pem: str | None = None) -> dict[str, str]:
+    """What is wrong with TLS material before it is stored: ``{"ca_bundle" | "client_certificate" |
+    "client_key": message}``, empty when ``tls_context`` would load it."""
+    problems = {}
+    if ca_bundle_pem:
+        try:
+            ssl.create_default_context(cadata=ca_bundle_pem)
+        except (ssl.SSLError, ValueError):
+            problems["ca_bundle"] = "Must hold one or more PEM certificates (-----BEGIN CERTIFICATE-----)."
+    if bool(client_cert_pem) != bool(client_key_pem):
+        missing = "client_key" if client_cert_pem else "client_certificate"
+        problems[missing] = "A client certificate and its key are given together."
+    elif client_cert_pem:
+        if "PRIVATE KEY" in client_cert_pem:
+            problems["client_certificate"] = "Must hold certificates only; the private key goes in client_key."
+            return problems
+        try:
+            _load_client_pair(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), client_cert_pem, client_key_pem)
+        except (ssl.SSLError, ValueError, OSError):
+            problems["client_key"] = (
+                "The client certificate and key must be PEM, the key unencrypted, and the key must be the "
+                "certificate's own."
+            )
+    return problems
 
 
 @contextlib.contextmanager

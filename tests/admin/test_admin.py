@@ -1,5 +1,7 @@
 """The Django admin as staff use it: every page renders, secrets stay hidden,
 and staff changes go through the services (validated and audited)."""
+import json
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -20,6 +22,7 @@ from tenants.services import api_key_create
 from tests.catalog.factories import ProviderFactory
 from tests.conftest import make_user
 from tests.connections.factories import IntegrationFactory
+from tests.pki import make_pki
 
 CLIENT_SECRET = "oauth-client-secret-7f3a9c"
 STORED_KEY = "sk_live_stored_credential_4242"
@@ -442,6 +445,21 @@ def test_integration_out_of_range_config_in_admin_is_a_form_error(staff_client, 
 
     assert response.status_code == 200
     assert "polling_interval_seconds" in response.context["adminform"].form.errors
+
+
+def test_an_unusable_ca_bundle_in_admin_is_a_form_error_and_a_good_one_saves(staff_client, integration):
+    url = admin_url(Integration, "change", integration.pk)
+    data = form_data(staff_client.get(url))
+    data["settings"] = json.dumps({"tls": {"ca_bundle": "not a certificate"}})
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "PEM" in str(response.context["adminform"].form.errors["settings"])
+    data["settings"] = json.dumps({"tls": {"ca_bundle": make_pki("api.test").ca_pem}})
+    assert_saved(staff_client.post(url, data))
+    integration.refresh_from_db()
+    assert integration.settings["tls"]["ca_bundle"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def integration_add_data(client, **values) -> dict:

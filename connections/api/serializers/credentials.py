@@ -14,11 +14,20 @@ class CredentialOutSerializer(serializers.Serializer):
     hint = serializers.CharField(allow_blank=True)
     status = serializers.CharField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
+    has_client_certificate = serializers.BooleanField(help_text="A client certificate for mutual TLS is set.")
     updated_at = serializers.DateTimeField(allow_null=True)
 
 
 class _CredentialIn(StrictFieldsMixin, serializers.Serializer):
     type = serializers.ChoiceField(choices=CredentialType.choices)
+    client_certificate = serializers.CharField(
+        required=False, trim_whitespace=False,
+        help_text="PEM client certificate for mutual TLS (with client_key); not secret, never shown back.",
+    )
+    client_key = serializers.CharField(
+        write_only=True, required=False, trim_whitespace=False,
+        help_text="The client certificate's unencrypted PEM private key; stored encrypted.",
+    )
 
 
 class ApiKeyCredentialSerializer(_CredentialIn):
@@ -83,7 +92,8 @@ def validate_credential_input(data) -> tuple[str, dict]:
     fields = dict(serializer.validated_data)
     fields.pop("type")
     if credential_type == CredentialType.CUSTOM:
-        fields = fields["fields"]
+        tls = {name: fields[name] for name in ("client_certificate", "client_key") if name in fields}
+        fields = {**fields["fields"], **tls}
     return credential_type, fields
 
 
@@ -110,6 +120,7 @@ class ConnectionSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     scopes = serializers.ListField(child=serializers.CharField())
     connected_at = serializers.DateTimeField(allow_null=True)
+    has_client_certificate = serializers.BooleanField(help_text="A client certificate for mutual TLS is set.")
 
 
 def connection_data(credential: Credential | None) -> dict:
@@ -125,11 +136,12 @@ def connection_data(credential: Credential | None) -> dict:
         "expires_at": credential.expires_at if is_set else None,
         "scopes": (credential.public_fields or {}).get("scopes", []) if is_set else [],
         "connected_at": credential.updated_at if is_set else None,
+        "has_client_certificate": is_set and bool((credential.public_fields or {}).get("client_certificate")),
     }
 
 
 def credential_out(credential: Credential | None) -> dict:
     data = connection_data(credential)
-    return {k: data[k] for k in ("has_credentials", "type", "hint", "status", "version")} | {
+    return {k: data[k] for k in ("has_credentials", "type", "hint", "status", "version", "has_client_certificate")} | {
         "updated_at": credential.updated_at if credential else None
     }

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from integrations_site.api.serializers import StrictFieldsMixin
 
+from ... import adapters
 from ...models import ConfigVersion, Credential, Integration
 from ...selectors import tenant_credential
 
@@ -56,6 +57,9 @@ class IntegrationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def validate_settings(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be an object.")
+        problems = adapters.settings_problems(value)
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
     def validate(self, attrs):

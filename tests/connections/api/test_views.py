@@ -681,7 +681,9 @@ def test_hint_is_the_last_four_characters_of_long_secrets_only(api, created, sec
 
 def test_credential_responses_show_only_type_hint_status_and_version(api, created):
     body = put_credentials(api, created["id"], {"type": "bearer", "token": "tok_summary_0123456789"}).json()
-    assert set(body) == {"has_credentials", "type", "hint", "status", "version", "updated_at"}
+    assert set(body) == {
+        "has_credentials", "type", "hint", "status", "version", "has_client_certificate", "updated_at",
+    }
     shown = api.get(detail(created["id"])).json()["credential"]
     assert shown == {"type": "bearer", "hint": "6789", "status": "active", "version": 1}
     listed = api.get(URL).json()["results"][0]

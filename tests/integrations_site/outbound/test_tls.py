@@ -10,8 +10,9 @@ import pytest
 
 from integrations_site import outbound
 from integrations_site.outbound import transport
+from tests.pki import make_pki, server_context
 
-from .conftest import SECRET, echo_path, make_pki
+from .conftest import SECRET, echo_path
 
 
 @pytest.fixture
@@ -20,20 +21,14 @@ def pki():
 
 
 @pytest.fixture
-def tls_serve(settings, stub_dns, serve, tmp_path):
+def tls_serve(settings, stub_dns, serve):
     """``tls_serve(pki, answer, client_ca=None)``: a TLS server for ``pki``'s server certificate reached as
     api.test (stubbed to 127.0.0.1); with ``client_ca`` it requires a client certificate that CA signed."""
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
     stub_dns({"api.test": ["127.0.0.1"]})
 
     def start(pki, answer=echo_path, client_ca=None):
-        (tmp_path / "cert.pem").write_text(pki.server_cert_pem)
-        (tmp_path / "key.pem").write_text(pki.server_key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-        if client_ca:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cadata=client_ca)
+        context = server_context(pki, client_ca)
         server = serve(answer, tls=context)
         server.server_names = []
         server.client_certs = []
@@ -136,3 +131,26 @@ def test_a_redirect_from_https_to_http_is_refused(tls_serve, pki):
                          headers={"Authorization": f"Bearer {SECRET}"})
     assert "https to http" in caught.value.message
     assert [r.path for r in server.received] == ["/start"]
+
+
+def test_tls_problems_names_what_cannot_be_loaded(pki):
+    other = make_pki("api.test")
+    assert outbound.tls_problems(pki.ca_pem, pki.client_cert_pem, pki.client_key_pem) == {}
+    assert set(outbound.tls_problems("not a certificate")) == {"ca_bundle"}
+    assert set(outbound.tls_problems(None, pki.client_cert_pem, None)) == {"client_key"}
+    assert set(outbound.tls_problems(None, None, pki.client_key_pem)) == {"client_certificate"}
+    assert set(outbound.tls_problems(None, pki.client_cert_pem, other.client_key_pem)) == {"client_key"}
+    assert set(outbound.tls_problems(None, pki.client_key_pem, pki.client_cert_pem)) == {"client_certificate"}
+    both = pki.client_cert_pem + pki.client_key_pem
+    assert set(outbound.tls_problems(None, both, pki.client_key_pem)) == {"client_certificate"}
+
+
+def test_a_key_under_a_passphrase_is_refused_without_a_prompt(pki):
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki.client_key_pem.encode(), password=None)
+    locked = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.BestAvailableEncryption(b"passphrase")).decode()
+    assert set(outbound.tls_problems(None, pki.client_cert_pem, locked)) == {"client_key"}
+    with pytest.raises(outbound.OutboundError):
+        transport.tls_context(None, pki.client_cert_pem, locked)
