@@ -105,8 +105,9 @@ def test_the_client_key_is_stored_encrypted_and_audited_by_name(api, far, pki):
     credential = Credential.objects.get(integration=far)
     assert credential.payload["client_key"] == pki.client_key_pem
     assert credential.public_fields["client_certificate"] == pki.client_cert_pem
+    key = Credential._meta.pk.get_db_prep_value(credential.pk, connection)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT payload FROM {Credential._meta.db_table} WHERE id = %s", [credential.pk])
+        cursor.execute(f"SELECT payload FROM {Credential._meta.db_table} WHERE id = %s", [key])
         stored = str(cursor.fetchone()[0])
     assert "PRIVATE KEY" not in stored and TOKEN not in stored
     event = AuditEvent.objects.filter(action="credential.set").latest("created_at")
