@@ -1,7 +1,7 @@
 """Reads that more than one caller needs, and the one credential lookup every part of the app uses."""
 from datetime import timedelta
 
-from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Prefetch, Q
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, FilteredRelation, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from .models import ConnectionCheck, Credential, Integration
@@ -77,6 +77,33 @@ def integration_list_queryset():
         .defer(*PROVIDER_DEFERRED)
         .prefetch_related(Prefetch("credentials", queryset=credentials, to_attr="tenant_credentials"))
     )
+
+
+# What a row of ``integration_rows`` holds of the tenant-wide credential, beside the integration's columns.
+CREDENTIAL_SUMMARY = ("type", "hint", "status", "version")
+
+
+def integration_rows(queryset, columns: list[str]):
+    """``queryset`` (of ``integration_list_queryset``) as ``values()`` rows of ``columns``, each with
+    ``credential_set`` and ``credential_<type|hint|status|version>`` of the tenant-wide credential: one
+    query, the credential joined in (an integration has at most one tenant-wide credential)."""
+    return (
+        queryset.prefetch_related(None)
+        .annotate(
+            tenant_credential=FilteredRelation("credentials", condition=Q(credentials__user__isnull=True)),
+            credential_set=ExpressionWrapper(Q(tenant_credential__payload__isnull=False),
+                                             output_field=BooleanField()),
+            **{f"credential_{name}": F(f"tenant_credential__{name}") for name in CREDENTIAL_SUMMARY},
+        )
+        .values(*columns, "credential_set", *(f"credential_{name}" for name in CREDENTIAL_SUMMARY))
+    )
+
+
+def credential_summary(row: dict) -> dict | None:
+    """The ``credential`` an integration's answer shows, from an ``integration_rows`` row."""
+    if not row["credential_set"]:
+        return None
+    return {name: row[f"credential_{name}"] for name in CREDENTIAL_SUMMARY}
 
 
 def integration_health(integration: Integration) -> dict:

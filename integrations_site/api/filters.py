@@ -65,7 +65,16 @@ def query_problems(query, filters: dict) -> dict[str, list[str]]:
 
 
 class StrictFilterBackend(DjangoFilterBackend):
-    """django-filter's backend; a value it would skip is a 400 naming the parameter."""
+    """django-filter's backend; a value it would skip is a 400 naming the parameter.
+
+    A query that holds only page and ordering parameters filters nothing: the queryset is
+    returned as it is, without building the filterset and its form (half a millisecond a page).
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        if set(request.query_params) <= _not_filters(view):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
 
     def get_filterset(self, request, queryset, view):
         filterset = super().get_filterset(request, queryset, view)
@@ -74,6 +83,15 @@ class StrictFilterBackend(DjangoFilterBackend):
             if problems:
                 raise ValidationError(problems)
         return filterset
+
+
+def _not_filters(view) -> set[str]:
+    paginator = getattr(view, "paginator", None)
+    names = {OrderingFilter.ordering_param, "format"}
+    for attribute in ("limit_query_param", "offset_query_param", "page_query_param", "page_size_query_param"):
+        if getattr(paginator, attribute, None):
+            names.add(getattr(paginator, attribute))
+    return names
 
 
 class StrictOrderingFilter(OrderingFilter):

@@ -7,6 +7,21 @@ from rest_framework.response import Response
 INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
+class CountedRows:
+    """A page source for ``paginate_queryset``: counted with ``counted`` (the filtered queryset,
+    a plain ``COUNT(*)``), sliced from ``rows`` (the same rows as ``values()`` with joins and
+    annotations, which Django would otherwise count through a subquery)."""
+
+    def __init__(self, counted, rows):
+        self.counted, self.rows = counted, rows
+
+    def count(self) -> int:
+        return self.counted.count()
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
 class LimitOffsetEnvelopePagination(LimitOffsetPagination):
     """``limit`` (default 50, max 100) and ``offset``; the contract's list envelope.
 

@@ -61,14 +61,22 @@ def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateStat
     reset = (window + 1) * period
     cache_key = f"ratelimit:{family}:{key}:{window}"
     try:
-        if cache.add(cache_key, 1, timeout=period + 5):
-            count = 1
-        else:
-            count = cache.incr(cache_key)
+        count = _count_one(cache_key, period + 5)
     except Exception:  # the cache being down must not take the API down with it
         logger.warning("api.ratelimit.cache_unavailable family=%s", family)
         return True, RateState(limit, limit, reset)
     return count <= limit, RateState(limit, limit - count, reset)
+
+
+def _count_one(cache_key: str, timeout: int) -> int:
+    """The window's count after this request: one ``incr`` once the window has a count (one round trip,
+    every request but the window's first), ``add`` to start it."""
+    try:
+        return cache.incr(cache_key)
+    except ValueError:  # no count yet in this window
+        if cache.add(cache_key, 1, timeout=timeout):
+            return 1
+        return cache.incr(cache_key)  # another process started it first
 
 
 class FamilyRateThrottle(BaseThrottle):

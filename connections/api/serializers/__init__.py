@@ -24,7 +24,12 @@ from .credentials import (
     credential_out,
     validate_credential_input,
 )
-from .integrations import ConfigVersionSerializer, CredentialSummarySerializer, IntegrationSerializer
+from .integrations import (
+    ConfigVersionSerializer,
+    CredentialSummarySerializer,
+    IntegrationSerializer,
+    integration_rows_representation,
+)
 from .oauth import (
     AuthorizationSerializer,
     ConnectOAuthSerializer,
@@ -46,6 +51,7 @@ __all__ = [
     "HealthSerializer", "IntegrationSerializer", "LimitsSerializer", "MeConnectionSerializer",
     "OAuth2CredentialSerializer", "PollResultSerializer", "QueuedCheckSerializer", "QueuedPollSerializer",
     "StatusChangeSerializer", "UsageDaySerializer", "UsageQuerySerializer", "UsageSerializer", "UsedLimitSerializer",
-    "UserConnectionSerializer", "WidgetStatusSerializer", "connection_data", "credential_out", "me_connection_data",
+    "UserConnectionSerializer", "WidgetStatusSerializer", "connection_data", "credential_out",
+    "integration_rows_representation", "me_connection_data",
     "validate_credential_input",
 ]

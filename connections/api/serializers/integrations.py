@@ -1,12 +1,15 @@
 """An integration as the API shows it (flat config, credential summary), and its config versions."""
+import functools
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from integrations_site.api.rows import RowRepresentation
 from integrations_site.api.serializers import StrictFieldsMixin
 
 from ... import adapters
 from ...models import ConfigVersion, Credential, Integration
-from ...selectors import tenant_credential
+from ...selectors import credential_summary, tenant_credential
 
 
 class CredentialSummarySerializer(serializers.ModelSerializer):
@@ -69,6 +72,15 @@ class IntegrationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if self.instance is None:
             attrs["provider_slug"] = provider["slug"] if provider else None
         return attrs
+
+
+@functools.cache
+def integration_rows_representation() -> RowRepresentation:
+    """IntegrationSerializer's answer from ``selectors.integration_rows`` rows (the list and the detail)."""
+    return RowRepresentation(IntegrationSerializer, computed={
+        "has_credentials": lambda row: bool(row["credential_set"]),
+        "credential": credential_summary,
+    })
 
 
 class ConfigVersionSerializer(serializers.ModelSerializer):

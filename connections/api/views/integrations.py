@@ -1,5 +1,6 @@
 """A tenant's integrations: CRUD, lifecycle, credentials, test, health, poll, OAuth connect and disconnect,
 limits and usage, activity and widgets."""
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -16,6 +17,7 @@ from integrations_site.api.errors import (
     UrlNotAllowed,
     ValidationFailed,
 )
+from integrations_site.api.pagination import CountedRows
 from integrations_site.api.serializers import ErrorEnvelopeSerializer
 from integrations_site.api.viewsets import TenantScopedViewSet
 
@@ -48,6 +50,7 @@ from ..serializers import (
     WidgetStatusSerializer,
     connection_data,
     credential_out,
+    integration_rows_representation,
     validate_credential_input,
 )
 
@@ -106,6 +109,23 @@ class IntegrationViewSet(
 
     def _fresh(self, integration):
         return self.get_queryset().get(pk=integration.pk)
+
+    def list(self, request, *args, **kwargs):
+        """The page is read as rows and shown with IntegrationSerializer's own fields (api/rows.py)."""
+        rows = integration_rows_representation()
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(CountedRows(queryset, selectors.integration_rows(queryset, rows.columns)))
+        return self.get_paginated_response(rows.many(page))
+
+    def retrieve(self, request, *args, **kwargs):
+        rows = integration_rows_representation()
+        try:
+            found = list(selectors.integration_rows(self.get_queryset().filter(pk=kwargs["pk"]), rows.columns)[:1])
+        except (ValueError, DjangoValidationError):  # not a UUID
+            found = []
+        if not found:
+            raise self.not_found_error()
+        return Response(rows.one(found[0]))
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -1,0 +1,104 @@
+"""The list and the detail are read as rows (integrations_site/api/rows.py): their answer must be
+IntegrationSerializer's over model instances, field for field, in every state a row can be in."""
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+
+from connections.api.serializers import IntegrationSerializer
+from connections.models import Credential, Integration
+from connections.selectors import integration_list_queryset
+from tenants.choices import Role
+from tests.conftest import make_user
+from tests.connections.factories import IntegrationFactory
+
+URL = "/api/v1/integrations/"
+
+
+@pytest.fixture
+def api(client_for):
+    return client_for(Role.TENANT_ADMIN.value)
+
+
+def as_serializer_shows(integration_ids) -> dict:
+    rows = integration_list_queryset().filter(pk__in=integration_ids)
+    return {str(item.pk): json.loads(JSONRenderer().render(IntegrationSerializer(item).data)) for item in rows}
+
+
+@pytest.fixture
+def varied(tenant, provider):
+    """Integrations in each state a row can be in: no credential, a set one, a removed one, only a user's
+    own connection, decimals, dates, settings and mappings, an other provider."""
+    now = timezone.now()
+    plain = IntegrationFactory(tenant=tenant, provider=provider, name="Plain", description="")
+    full = IntegrationFactory(
+        tenant=tenant, provider=provider, name="Full", description="déjà vu ✓", environment="sandbox",
+        status="active", health_state="degraded", health_checked_at=now, consecutive_failures=2,
+        last_success_at=now - timedelta(hours=1, microseconds=123), status_mapping={"ok": ["fine", "good"]},
+        settings={"tls": None, "nested": {"a": [1, 2.5, None, True]}}, limit_monthly_budget=Decimal("12.5"),
+        limit_tokens=10_000, limit_requests_per_minute=60, polling_interval_seconds=120, user_scoped=True,
+        search_enabled=True,
+    )
+    Credential.objects.create(tenant=tenant, integration=full, type="bearer", payload={"token": "t" * 20},
+                              hint="tttt", version=3)
+    removed = IntegrationFactory(tenant=tenant, provider=provider, name="Removed")
+    Credential.objects.create(tenant=tenant, integration=removed, type="basic", payload=None, status="revoked")
+    mine = IntegrationFactory(tenant=tenant, provider=provider, name="Only mine", user_scoped=True)
+    Credential.objects.create(tenant=tenant, integration=mine, user=make_user(Role.MEMBER, tenant, "row-user"),
+                              type="oauth2", payload={"access_token": "a" * 20}, hint="aaaa")
+    other = IntegrationFactory(tenant=tenant, name="Other provider", limit_monthly_budget=Decimal("0"))
+    return [plain, full, removed, mine, other]
+
+
+def test_the_list_answers_what_the_serializer_shows_for_every_row(api, varied):
+    expected = as_serializer_shows([item.pk for item in varied])
+
+    body = api.get(URL).json()
+
+    assert {row["id"]: row for row in body["results"]} == expected
+    assert [list(row) for row in body["results"]] == [list(expected[row["id"]]) for row in body["results"]]
+    assert expected[str(varied[1].pk)]["limit_monthly_budget"] == "12.50"
+    assert expected[str(varied[2].pk)]["credential"] is None and expected[str(varied[3].pk)]["credential"] is None
+
+
+def test_the_detail_answers_what_the_serializer_shows(api, varied):
+    expected = as_serializer_shows([item.pk for item in varied])
+    for item in varied:
+        response = api.get(f"{URL}{item.pk}/")
+        assert response.status_code == 200
+        assert response.json() == expected[str(item.pk)]
+        assert list(response.json()) == list(expected[str(item.pk)])
+
+
+def test_the_detail_of_a_missing_deleted_or_other_tenants_integration_is_not_found(api, varied, other_tenant):
+    Integration.objects.filter(pk=varied[0].pk).update(deleted_at=timezone.now())
+    theirs = IntegrationFactory(tenant=other_tenant)
+    for pk in (varied[0].pk, theirs.pk, "not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        response = api.get(f"{URL}{pk}/")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "INTEGRATION_NOT_FOUND"
+
+
+def test_a_page_and_a_detail_take_one_query_each_beside_authentication(api, varied, tenant, provider):
+    for n in range(60):
+        item = IntegrationFactory(tenant=tenant, provider=provider, name=f"Many {n:02d}")
+        Credential.objects.create(tenant=tenant, integration=item, type="bearer", payload={"token": "x" * 20})
+    counts = {}
+    for limit in (5, 20, 50):
+        api.get(f"{URL}?limit={limit}")
+        with CaptureQueriesContext(connection) as captured:
+            assert len(api.get(f"{URL}?limit={limit}").json()["results"]) == limit
+        counts[limit] = [q["sql"].split()[0:3] for q in captured.captured_queries]
+    assert counts[5] == counts[20] == counts[50]
+    integration_queries = [q for q in counts[50] if "connections_integration" in " ".join(q)
+                           or "COUNT(*)" in " ".join(q)]
+    assert len(integration_queries) <= 2  # the total and the page, the credential joined in
+    with CaptureQueriesContext(connection) as captured:
+        api.get(f"{URL}{varied[1].pk}/")
+    assert sum("connections_credential" in q["sql"] and "connections_integration" not in q["sql"]
+               for q in captured.captured_queries) == 0
