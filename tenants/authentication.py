@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -137,6 +139,66 @@ def split_api_key(raw: str) -> str | None:
     return parts[0]
 
 
+# --- API keys looked up once per API_KEY_CACHE_SECONDS -------------------------------------------------
+# A key with its tenant is kept in the shared cache under its SHA-256 (what the table stores, never the key),
+# so a client's requests cost no query for it. Revoking, deleting or changing a key, or changing its tenant
+# (deactivated, plan), forgets it at once in every process (signals, tenants/apps.py); expiry and
+# revocation are still checked on every request. Only a change made past the ORM (SQL, ``update()``) waits
+# for the entry to end.
+
+
+def _cache_key(key_hash: str) -> str:
+    return f"auth:api-key:{key_hash}"
+
+
+def api_key_lookup(prefix: str, key_hash: str) -> ApiKey | None:
+    """The key with ``prefix`` whose hash is ``key_hash``, with its tenant loaded; None when there is none."""
+    if settings.API_KEY_CACHE_SECONDS > 0:
+        try:
+            kept = cache.get(_cache_key(key_hash))
+        except Exception:  # noqa: BLE001 (the cache being down costs a query, not the request)
+            kept = None
+        if kept is not None and kept.prefix == prefix and hmac.compare_digest(kept.key_hash, key_hash):
+            return kept
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash):
+        return None
+    _remember(api_key)
+    return api_key
+
+
+def _remember(api_key: ApiKey) -> None:
+    if settings.API_KEY_CACHE_SECONDS > 0:
+        try:
+            cache.set(_cache_key(api_key.key_hash), api_key, settings.API_KEY_CACHE_SECONDS)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def api_key_forget(sender, instance: ApiKey, **kwargs) -> None:
+    _forget([instance.key_hash])
+
+
+def tenant_keys_forget(sender, instance: Tenant, **kwargs) -> None:
+    _forget(ApiKey.objects.filter(tenant_id=instance.pk).values_list("key_hash", flat=True))
+
+
+def _forget(key_hashes) -> None:
+    """Now, and again when the transaction commits: a request that read the row meanwhile (still the old
+    one, the change not yet committed) may have cached it again."""
+    keys = [_cache_key(key_hash) for key_hash in key_hashes]
+    if keys:
+        _delete(keys)
+        transaction.on_commit(lambda: _delete(keys))
+
+
+def _delete(keys: list[str]) -> None:
+    try:
+        cache.delete_many(keys)
+    except Exception:  # noqa: BLE001 (a cache that is down holds nothing that could be read either)
+        pass
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Api-Key <key>`` or ``X-API-Key: <key>``."""
 
@@ -156,8 +218,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix = split_api_key(raw)
         if prefix is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
-        if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_api_key(raw)):
+        api_key = api_key_lookup(prefix, hash_api_key(raw))
+        if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:
             raise exceptions.AuthenticationFailed("This API key has been revoked.")
@@ -176,3 +238,4 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if api_key.last_used_at is None or now - api_key.last_used_at > window:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now
+            _remember(api_key)

@@ -276,6 +276,8 @@ LOGGING = {
 # Plans, lowest first; a provider's required_plan gates tenants below it.
 TENANT_PLANS = ["free", "starter", "pro", "enterprise"]
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+# How long an API key found once is kept in the shared cache (0: looked up on every request).
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 
 # --- Checks and polling ----------------------------------------------------------
 HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)

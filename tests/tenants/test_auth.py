@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -197,18 +198,21 @@ def test_api_key_in_x_api_key_header_authenticates(make_key):
 
 def test_revoked_api_key_is_401(make_key):
     api_key, raw = make_key()
-    services.api_key_revoke(actor=SYSTEM, api_key=api_key)
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200  # the key is now kept in the cache
+    services.api_key_revoke(actor=SYSTEM, api_key=api_key)
     error = assert_error(client.get("/api/v1/tenant/"), 401, "NOT_AUTHENTICATED")
     assert "revoked" in error["message"]
 
 
 def test_expired_api_key_is_401(make_key):
-    api_key, raw = make_key()
-    ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    api_key, raw = make_key(expires_at=timezone.now() + timedelta(days=1))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    assert client.get("/api/v1/tenant/").status_code == 200
+    api_key.expires_at = timezone.now() - timedelta(seconds=1)
+    api_key.save(update_fields=["expires_at"])
     error = assert_error(client.get("/api/v1/tenant/"), 401, "NOT_AUTHENTICATED")
     assert "expired" in error["message"]
 
@@ -222,10 +226,11 @@ def test_api_key_with_future_expiry_works(make_key):
 
 def test_api_key_of_inactive_tenant_is_401(make_key, tenant):
     _, raw = make_key()
-    tenant.is_active = False
-    tenant.save()
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200
+    tenant.is_active = False
+    tenant.save()
     assert_error(client.get("/api/v1/tenant/"), 401, "NOT_AUTHENTICATED")
 
 
@@ -321,18 +326,57 @@ def test_last_used_at_is_written_once_per_resolution_window(make_key, settings, 
     first = api_key.last_used_at
     assert first is not None
 
-    # Within the window: no second write, the value stays exactly the same (key lookup only).
-    with django_assert_num_queries(1):
+    # Within the window: no second write, the value stays exactly the same; the key comes from the cache.
+    with django_assert_num_queries(0):
         assert client.get("/api/v1/tenant/").status_code == 200
     api_key.refresh_from_db()
     assert api_key.last_used_at == first
 
     # Once the window has passed, the next request writes again.
     stale = timezone.now() - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS + 5)
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=stale)
+    api_key.last_used_at = stale
+    api_key.save(update_fields=["last_used_at"])
     assert client.get("/api/v1/tenant/").status_code == 200
     api_key.refresh_from_db()
     assert api_key.last_used_at > first
+
+
+def test_deleted_api_key_is_401_at_once(make_key):
+    api_key, raw = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200
+    api_key.delete()
+    assert_error(client.get("/api/v1/tenant/"), 401, "NOT_AUTHENTICATED")
+
+
+def test_api_key_of_a_deleted_tenant_is_401_at_once(make_key, tenant):
+    _, raw = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200
+    services.tenant_delete(actor=SYSTEM, tenant=tenant)
+    assert_error(client.get("/api/v1/tenant/"), 401, "NOT_AUTHENTICATED")
+
+
+def test_api_key_cache_keeps_the_hash_not_the_key(make_key):
+    api_key, raw = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200
+    kept = cache.get(f"auth:api-key:{api_key.key_hash}")
+    assert kept is not None and kept.pk == api_key.pk and kept.tenant.slug == "acme"
+    assert raw not in repr(vars(kept))
+
+
+def test_api_key_cache_off_reads_the_key_on_every_request(make_key, settings, django_assert_num_queries):
+    settings.API_KEY_CACHE_SECONDS = 0
+    _, raw = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/v1/tenant/").status_code == 200
+    with django_assert_num_queries(1):
+        assert client.get("/api/v1/tenant/").status_code == 200
 
 
 def test_valid_bearer_token_is_checked_before_an_api_key_header(make_key, tenant):
