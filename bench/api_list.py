@@ -1,78 +1,82 @@
 #!/usr/bin/env python
-"""Throughput of the integrations list and detail, against a plain JSON view.
+"""Integrations list and detail, ours against a naive Django + DRF baseline served in the same run.
 
     DATABASE_URL=postgres://ih:ih@127.0.0.1:55432/ih .venv/bin/python bench/api_list.py \
-        [--tenants 100 --per-tenant 100 --seconds 10 --connections 16 --workers 2 --db ih_bench]
+        [--tenants 100 --per-tenant 100 --seconds 10 --rounds 3 --connections 32 --workers 2]
 
-Steps: create (if missing) and migrate a separate database (--db, on the
-server of DATABASE_URL), seed tenants x per-tenant integrations with
-bulk_create (each with a bearer credential), one tenant admin and one API key
-per tenant; count the SQL queries of each target and time it in-process
-(django.test.Client, sequential); start gunicorn (sync workers, persistent
-DB connections) on a free loopback port; load each target for --seconds with --connections concurrent
-clients, one TCP connection per request; print req/s, p50/p99 latency and
-errors, and the ratio of each API target to the plain view. gunicorn is
-stopped on every exit path. Traffic goes to 127.0.0.1 only.
+Steps: create (if missing) and migrate two databases on the server of DATABASE_URL (--db for ours,
+--naive-db for bench/naive); start a private redis-server (cache and broker of both); seed ours
+(tenants x per-tenant integrations with encrypted bearer credentials, one tenant admin and one new
+API key per tenant) under the production settings and FERNET_KEYS the server gets, and the naive
+tables with the same counts; measure each target in-process (queries and CPU ms per request,
+harness/inprocess.py; the naive one in a subprocess under its settings); start gunicorn for both
+(sync workers); load the six targets with wrk, interleaved in rounds; stop both servers and print
+the medians, the in-process figures and the ratios. Exit status 1 if any answer was not a 200.
+Traffic goes to 127.0.0.1 only.
 """
 import argparse
-import atexit
-import http.client
+import json
 import os
 import random
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import envs, wrk  # noqa: E402
+from harness.inprocess import measure  # noqa: E402
+from harness.processes import Gunicorn, Redis, finish, get, install_cleanup, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
 
 SLUG_PREFIX = "bench-"
 PROVIDER_SLUG = "bench-rest"
 BATCH = 2000
+PAGE_SIZES = (5, 20, 50)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--per-tenant", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=10.0, help="load duration of each target")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured load before each target")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
-    parser.add_argument("--db", default="ih_bench", help="database name on the DATABASE_URL server")
+    parser.add_argument("--keys-per-tenant", type=int, default=5,
+                        help="API keys per tenant (our rate limit is per key: 200/min for integrations)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration of each target in each round")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run of each target first")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; order reversed every other round")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (each server)")
+    parser.add_argument("--repeat", type=int, default=50, help="sequential in-process requests per target")
+    parser.add_argument("--db", default="ih_bench", help="our database on the DATABASE_URL server")
+    parser.add_argument("--naive-db", default="ih_bench_naive", help="the naive project's database")
     parser.add_argument("--reseed", action="store_true", help="drop the bench rows and seed again")
     return parser.parse_args()
 
 
-# --- database -------------------------------------------------------------------
+# --- our data -------------------------------------------------------------------------------------
 
 
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integrations_site.settings.test")
-    import django
+def seed_matches(tenants: int, per_tenant: int) -> bool:
+    """The bench rows are there in these counts, and their credentials decrypt under this run's FERNET_KEYS."""
+    from connections.models import Credential, Integration
+    from tenants.models import Tenant
 
-    django.setup()
-    from django.core.management import call_command
+    bench_tenants = Tenant.objects.filter(slug__startswith=SLUG_PREFIX)
+    have = Integration.objects.filter(tenant__in=bench_tenants, deleted_at__isnull=True).count()
+    if bench_tenants.count() != tenants or have != tenants * per_tenant:
+        return False
+    try:
+        Credential.objects.filter(tenant__in=bench_tenants).first().payload  # noqa: B018 (decrypts)
+    except Exception:  # encrypted under other keys (a run without FERNET_KEYS set generates new ones)
+        print("our bench credentials do not decrypt under this run's FERNET_KEYS: seeding again")
+        return False
+    return True
 
-    call_command("migrate", verbosity=0, interactive=False)
 
-
-# --- data -------------------------------------------------------------------------
-
-
-def seed(tenants: int, per_tenant: int, reseed: bool) -> dict:
+def seed(tenants: int, per_tenant: int, keys_per_tenant: int, reseed: bool) -> dict:
     """Bench rows, reused when they already match; fresh API keys on every run (keys are shown once)."""
     from django.contrib.auth import get_user_model
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from audit.services import Actor
     from catalog.models import IntegrationProvider
@@ -82,12 +86,10 @@ def seed(tenants: int, per_tenant: int, reseed: bool) -> dict:
     from tenants.services import api_key_create
 
     User = get_user_model()
-    bench_tenants = Tenant.objects.filter(slug__startswith=SLUG_PREFIX)
-    have = Integration.objects.filter(tenant__in=bench_tenants, deleted_at__isnull=True).count()
-    if reseed or bench_tenants.count() != tenants or have != tenants * per_tenant:
+    if reseed or not seed_matches(tenants, per_tenant):
         started = time.perf_counter()
         with transaction.atomic():
-            bench_tenants.delete()
+            Tenant.objects.filter(slug__startswith=SLUG_PREFIX).delete()
             User.objects.filter(username__startswith=SLUG_PREFIX).delete()
             provider, _ = IntegrationProvider.objects.get_or_create(
                 slug=PROVIDER_SLUG,
@@ -113,213 +115,146 @@ def seed(tenants: int, per_tenant: int, reseed: bool) -> dict:
                  for i in integrations],
                 batch_size=BATCH,
             )
-        print(f"seeded {tenants} tenants x {per_tenant} integrations in {time.perf_counter() - started:.1f}s")
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")  # fresh statistics, as the naive seed takes them
+        print(f"ours: seeded {tenants} tenants x {per_tenant} integrations in {time.perf_counter() - started:.1f}s")
     else:
-        print(f"reusing {tenants} tenants x {per_tenant} integrations")
+        print(f"ours: reusing {tenants} tenants x {per_tenant} integrations")
 
     ApiKey.objects.filter(tenant__slug__startswith=SLUG_PREFIX).delete()
     keys, ids = {}, {}
     for membership in Membership.objects.filter(tenant__slug__startswith=SLUG_PREFIX).select_related("user", "tenant"):
         tenant = membership.tenant
-        _, raw = api_key_create(actor=Actor(user=membership.user), tenant=tenant, name="bench", role=Role.TENANT_ADMIN)
-        keys[tenant.pk] = raw
-        ids[tenant.pk] = [str(pk) for pk in Integration.objects.filter(tenant=tenant).values_list("pk", flat=True)]
+        keys[tenant.slug] = [
+            api_key_create(actor=Actor(user=membership.user), tenant=tenant, name="bench", role=Role.TENANT_ADMIN)[1]
+            for _ in range(keys_per_tenant)
+        ]
+        ids[tenant.slug] = [str(pk) for pk in Integration.objects.filter(tenant=tenant).values_list("pk", flat=True)]
     return {"keys": keys, "ids": ids}
 
 
-def targets(data: dict, seed_value: int = 7) -> dict[str, list[tuple[str, dict]]]:
-    """(path, headers) lists per target; detail requests spread over every tenant."""
+# --- targets --------------------------------------------------------------------------------------
+
+
+def request_sets(data: dict, list_path: str, detail_path: str, seed_value: int = 7) -> dict:
+    """(path, headers) lists, the same shapes for ours and the naive: the plain view; the list once per
+    API key (every tenant's), shuffled; the detail over 10 random integrations per API key, shuffled."""
     rng = random.Random(seed_value)
-    keyed = [(data["keys"][t], data["ids"][t]) for t in data["keys"]]
-    plain = [("/healthz", {})]
-    listing = [("/api/v1/integrations/?limit=50", {"X-API-Key": key}) for key, _ in keyed]
-    detail = [(f"/api/v1/integrations/{rng.choice(ids)}/", {"X-API-Key": key}) for key, ids in keyed for _ in range(10)]
+    keyed = [({**envs.PROXY_HEADERS, "X-API-Key": key}, data["ids"][slug])
+             for slug in sorted(data["keys"]) for key in data["keys"][slug]]
+    listing = [(list_path, headers) for headers, _ in keyed]
+    detail = [(detail_path.format(id=rng.choice(ids)), headers) for headers, ids in keyed for _ in range(10)]
+    rng.shuffle(listing)
     rng.shuffle(detail)
-    return {"plain /healthz": plain, "list ?limit=50": listing, "detail": detail}
+    return {"plain": [("/healthz", dict(envs.PROXY_HEADERS))], "list": listing, "detail": detail}
 
 
-def measure_in_process(request_sets: dict, repeat: int = 20) -> dict[str, dict]:
-    """Per target: SQL queries of one request and the median time of ``repeat`` sequential requests.
-
-    In-process through ``django.test.Client``, after one warm-up request; no
-    HTTP server, so the time is the application's own cost per request.
-    """
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client()
-    measured = {}
-    for name, requests in request_sets.items():
+def first_answers(port: int, sets: dict) -> None:
+    """One request per target before the load: a 301 (no X-Forwarded-Proto honoured) or 4xx stops the run."""
+    for name, requests in sets.items():
         path, headers = requests[0]
-        kwargs = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-        first = client.get(path, **kwargs)
-        if first.status_code != 200:
-            sys.exit(f"{name}: {path} answered {first.status_code}: {first.content[:300]!r}")
-        with CaptureQueriesContext(connection) as captured:
-            client.get(path, **kwargs)
-        queries = len(captured.captured_queries)  # read now: the next request resets the query log
-        times = []
-        for i in range(repeat):
-            path, headers = requests[i % len(requests)]
-            kwargs = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-            started = time.perf_counter()
-            client.get(path, **kwargs)
-            times.append((time.perf_counter() - started) * 1000)
-        measured[name] = {"queries": queries, "ms": statistics.median(times)}
-    return measured
-
-
-# --- server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Gunicorn:
-    def __init__(self, url: str, workers: int):
-        self.port = free_port()
-        env = dict(os.environ, DATABASE_URL=url, DB_CONN_MAX_AGE="600", LOG_LEVEL="WARNING")
-        env.setdefault("DJANGO_SETTINGS_MODULE", "integrations_site.settings.test")
-        command = [
-            str(Path(sys.executable).with_name("gunicorn")), "integrations_site.wsgi:application",
-            "-w", str(workers), "--worker-class", "sync", "-b", f"127.0.0.1:{self.port}",
-            "--log-level", "warning", "--timeout", "60",
-        ]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-        atexit.register(self.stop)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"gunicorn exited with {self.proc.returncode}")
-            try:
-                if one_request(self.port, "/healthz", {})[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        sys.exit("gunicorn did not answer /healthz in time")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-# --- load ---------------------------------------------------------------------------
-
-
-def one_request(port: int, path: str, headers: dict) -> tuple[int, float]:
-    started = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={**headers, "Connection": "close"})
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.perf_counter() - started
-    finally:
-        conn.close()
-
-
-def load(port: int, requests: list, seconds: float, connections: int) -> dict:
-    """``connections`` threads, each sending one request at a time until the deadline."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client(offset: int):
-        mine, bad, i = [], 0, offset
-        while time.monotonic() < deadline:
-            path, headers = requests[i % len(requests)]
-            i += connections
-            try:
-                status, elapsed = one_request(port, path, headers)
-            except OSError:
-                bad += 1
-                continue
-            if status == 200:
-                mine.append(elapsed)
-            else:
-                bad += 1
-        with lock:
-            latencies.extend(mine)
-            errors[0] += bad
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + 60)
-    wall = time.monotonic() - started
-    latencies.sort()
-
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
-
-    return {
-        "ok": len(latencies),
-        "errors": errors[0],
-        "rps": len(latencies) / wall,
-        "p50": statistics.median(latencies) * 1000 if latencies else float("nan"),
-        "p99": pct(0.99),
-    }
+        status, body = get(port, path, headers)
+        if status != 200:
+            sys.exit(f"{name}: {path} answered {status}: {body[:300]!r}")
 
 
 def main():
     args = parse_args()
     if "DATABASE_URL" not in os.environ:
-        sys.exit("set DATABASE_URL (postgres://…); the bench uses another database on the same server")
+        sys.exit("set DATABASE_URL (postgres://…); the bench uses other databases on the same server")
+    install_cleanup()
+    print(envs.app_state())
     url = bench_database_url(os.environ["DATABASE_URL"], args.db)
+    naive_url = bench_database_url(os.environ["DATABASE_URL"], args.naive_db)
     ensure_database(url)
-    setup_django(url)
-    data = seed(args.tenants, args.per_tenant, args.reseed)
-    request_sets = targets(data)
-    in_process = measure_in_process(request_sets)
+    ensure_database(naive_url)
+    work = workdir("bench-api-")
+    redis = Redis()
+    env = envs.production_env(database_url=url, redis_url=redis.url(0), broker_url=redis.url(1))
+    envs.setup_ours(env)
+    data = seed(args.tenants, args.per_tenant, args.keys_per_tenant, args.reseed)
+    naive_env = envs.naive_env(database_url=naive_url, broker_url=redis.url(2))
+    envs.naive_manage(naive_env, "migrate", "-v0")
+    naive_data = json.loads(envs.naive_manage(
+        naive_env, "bench_seed", f"--tenants={args.tenants}", f"--per-tenant={args.per_tenant}",
+        f"--keys-per-tenant={args.keys_per_tenant}", *(["--reseed"] * args.reseed)))
+
+    ours = request_sets(data, "/api/v1/integrations/?limit=50", "/api/v1/integrations/{id}/")
+    naive = request_sets(naive_data, "/api/integrations/", "/api/integrations/{id}/")
+    pages = {f"limit={n}": [(f"/api/v1/integrations/?limit={n}", h) for _, h in ours["list"]] for n in PAGE_SIZES}
+    print(f"in-process: {args.repeat} sequential requests per target (django.test.Client)")
+    in_process = {("ours", k): v for k, v in measure({**ours, **pages}, args.repeat).items()}
+    in_process.update({("naive", k): v for k, v in envs.naive_in_process(naive_env, naive, args.repeat).items()})
 
     from django.db import connections
 
     connections.close_all()
-    server = Gunicorn(url, args.workers)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    servers = {
+        "ours": Gunicorn("ours", ours=True, env=envs.ours_server_env(env, work), workers=args.workers,
+                         log=work / "ours.log"),
+        "naive": Gunicorn("naive", ours=False, env=naive_env, workers=args.workers, log=work / "naive.log"),
+    }
     try:
-        server.wait_ready()
-        print(f"gunicorn: {args.workers} sync workers on 127.0.0.1:{server.port}; "
-              f"{args.connections} clients, {args.seconds:g}s per target, one connection per request")
-        load_before = os.getloadavg()[0]
-        results = {}
-        for name, requests in request_sets.items():
-            load(server.port, requests, args.warmup, args.connections)
-            results[name] = load(server.port, requests, args.seconds, args.connections)
+        for server in servers.values():
+            server.wait_ready()
+        first_answers(servers["ours"].port, ours)
+        first_answers(servers["naive"].port, naive)
+        targets = [wrk.paths_target(f"{side} {kind}", servers[side].url, sets[kind], work, servers[side].cpu_seconds)
+                   for kind in ("plain", "list", "detail") for side, sets in (("ours", ours), ("naive", naive))]
+        print(f"gunicorn: {args.workers} sync workers each; wrk -t{args.threads} -c{args.connections} "
+              f"-d{args.seconds:g}s, {args.rounds} rounds after a {args.warmup:g}s warm-up per target")
+        load_before, counters = wrk.load_average(), wrk.cpu_counters()
+        runs, _ = wrk.run_rounds(targets, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
+                                 threads=args.threads, connections=args.connections)
+        machine = wrk.machine_line(load_before, counters)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
+    return finish(work, report(args, runs, in_process, machine))
 
-    print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
-          f"({os.cpu_count()} CPUs; client and server share them)")
+
+def report(args, runs: dict, in_process: dict, machine: str) -> int:
+    results = {name: wrk.summarize(r) for name, r in runs.items()}
     print()
-    print(f"{'target':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>7} {'errors':>7} "
-          f"{'queries':>8} {'in-process ms':>14}")
-    for name, r in results.items():
-        m = in_process[name]
-        print(f"{name:<16} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['ok']:>7} {r['errors']:>7} "
-              f"{m['queries']:>8} {m['ms']:>14.1f}")
-    plain = results["plain /healthz"]["rps"]
+    print(machine)
+    print(f"ours: production settings; list ?limit=50, detail /api/v1/integrations/{{id}}/, X-API-Key over "
+          f"{args.tenants} tenants x {args.keys_per_tenant} keys; naive: DRF ModelViewSet, PageNumberPagination "
+          "(page of 50), the same X-API-Key spread")
     print()
-    for name in ("list ?limit=50", "detail"):
-        print(f"{name} / plain: {results[name]['rps'] / plain:.2f} of the plain view's req/s")
-    failed = sum(r["errors"] for r in results.values())
+    print(f"{wrk.HEADER} {'queries':>7} {'CPU ms':>6} {'wall ms':>7}")
+    for name, s in results.items():
+        side, kind = name.split(" ", 1)
+        m = in_process[(side, kind)]
+        print(f"{wrk.row(name, s)} {m['queries']:>7.1f} {m['cpu_ms']:>6.2f} {m['wall_ms']:>7.2f}")
+        if s.detail:
+            print(f"  {name}: answers other than 200: {s.detail}")
+    print()
+
+    def ratio(a: str, b: str, text: str) -> None:
+        value = results[a].rps / results[b].rps
+        print(f"{a + ' / ' + b:<28} {value:5.2f}  {text.format(value=value)}")
+
+    ratio("ours list", "naive list", "our page of 50 against the textbook page of 50")
+    ratio("ours detail", "naive detail", "our detail against the textbook detail")
+    ratio("ours detail", "ours plain", "our detail against our plain view")
+    ratio("ours plain", "naive plain", "middleware and settings cost 1 - {value:.2f} of the plain view's req/s")
+    print()
+    print("ours, per list page (in-process):  " + "   ".join(
+        f"{n} rows: {in_process[('ours', f'limit={n}')]['queries']:.1f} queries, "
+        f"{in_process[('ours', f'limit={n}')]['cpu_ms']:.2f} CPU ms" for n in PAGE_SIZES))
+    print(wrk.LEGEND)
+    print("queries, CPU ms, wall ms: in-process, per request, after a warm-up pass (harness/inprocess.py); "
+          "CPU is the Django process's alone, wall adds the database and Redis round trips")
+    failed = [name for name, s in results.items() if s.failed or s.socket_errors]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (non-2xx, other answers or socket errors)")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the servers and wrk were stopped on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""The naive baseline's manage.py (startproject's, unchanged)."""
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "naive_site.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

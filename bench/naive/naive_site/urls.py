@@ -1,0 +1,14 @@
+"""``/healthz``, the integrations API under ``/api/`` (a DRF router) and ``/hooks/<path>``."""
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from hub import views
+
+router = DefaultRouter()
+router.register("integrations", views.IntegrationViewSet, basename="integration")
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("api/", include(router.urls)),
+    path("hooks/<str:path>", views.webhook),
+]
