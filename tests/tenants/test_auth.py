@@ -13,7 +13,6 @@ from connections.models import Integration
 from tenants import services
 from tenants.authentication import TENANT_CLAIM
 from tenants.choices import Role
-from tenants.models import ApiKey
 from tests.conftest import make_user
 from tests.helpers import assert_error
 from tests.tenants.factories import MembershipFactory, UserFactory
