@@ -72,7 +72,7 @@ class StrictFilterBackend(DjangoFilterBackend):
     """
 
     def filter_queryset(self, request, queryset, view):
-        if set(request.query_params) <= _not_filters(view):
+        if filters_nothing(request, view):
             return queryset
         return super().filter_queryset(request, queryset, view)
 
@@ -83,6 +83,19 @@ class StrictFilterBackend(DjangoFilterBackend):
             if problems:
                 raise ValidationError(problems)
         return filterset
+
+
+def filters_nothing(request, view) -> bool:
+    """Whether the query holds only page and ordering parameters (and ``format``)."""
+    return set(request.query_params) <= _not_filters(view)
+
+
+def ordering_of(request, view) -> tuple[str, ...]:
+    """The ordering the view's ordering backend applies to this request (400 for an unknown field)."""
+    for backend in view.filter_backends:
+        if issubclass(backend, OrderingFilter):
+            return tuple(backend().get_ordering(request, view.queryset, view) or ())
+    return ()
 
 
 def _not_filters(view) -> set[str]:

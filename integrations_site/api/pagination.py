@@ -22,6 +22,20 @@ class CountedRows:
         return self.rows[index]
 
 
+class PreparedRows:
+    """A page source for ``paginate_queryset`` from prepared statements (integrations_site/prepared.py):
+    ``rows`` gives the page, ``counted`` the total, both for the same ``shape`` and ``ids``."""
+
+    def __init__(self, rows, counted, shape, **ids):
+        self.rows, self.counted, self.shape, self.ids = rows, counted, shape, ids
+
+    def count(self) -> int:
+        return self.counted.count(self.shape, **self.ids)
+
+    def __getitem__(self, index: slice):
+        return self.rows.rows(self.shape, limit=index.stop - index.start, offset=index.start, **self.ids)
+
+
 class LimitOffsetEnvelopePagination(LimitOffsetPagination):
     """``limit`` (default 50, max 100) and ``offset``; the contract's list envelope.
 
