@@ -4,6 +4,8 @@ from datetime import timedelta
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, FilteredRelation, OuterRef, Prefetch, Q
 from django.utils import timezone
 
+from integrations_site.prepared import Prepared
+
 from .models import ConnectionCheck, Credential, Integration
 
 # Provider columns an integration's answer never shows: not loaded (nor decrypted) per row.
@@ -97,6 +99,23 @@ def integration_rows(queryset, columns: list[str]):
         )
         .values(*columns, "credential_set", *(f"credential_{name}" for name in CREDENTIAL_SUMMARY))
     )
+
+
+def _tenant_integration_rows(columns, tenant):
+    return integration_rows(integration_list_queryset().for_tenant(tenant), list(columns))
+
+
+# A tenant's page of ``integration_rows``, its total and one integration, compiled once per process and shape
+# (integrations_site/prepared.py); a page's shape is ``(columns, ordering)``, a single row's ``columns``.
+TENANT_INTEGRATION_PAGE = Prepared(
+    lambda shape, tenant: _tenant_integration_rows(shape[0], tenant).order_by(*shape[1]), ids=("tenant",)
+)
+TENANT_INTEGRATION_TOTAL = Prepared(
+    lambda shape, tenant: integration_list_queryset().for_tenant(tenant).order_by().values("pk"), ids=("tenant",)
+)
+TENANT_INTEGRATION = Prepared(
+    lambda columns, tenant, pk: _tenant_integration_rows(columns, tenant).filter(pk=pk), ids=("tenant", "pk")
+)
 
 
 def credential_summary(row: dict) -> dict | None:

@@ -21,7 +21,6 @@ from integrations_site.api.filters import filters_nothing, ordering_of
 from integrations_site.api.pagination import CountedRows, PreparedRows
 from integrations_site.api.serializers import ErrorEnvelopeSerializer
 from integrations_site.api.viewsets import TenantScopedViewSet
-from integrations_site.prepared import Prepared
 
 from ... import selectors, services
 from ...choices import CheckError
@@ -59,21 +58,6 @@ from ..serializers import (
 ASYNC_PARAM = OpenApiParameter(
     "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
 )
-
-
-# A tenant's page, its count and one integration, compiled once per process (integrations_site/prepared.py):
-# the shape of the page is its ordering.
-def _tenant_integrations(tenant):
-    return selectors.integration_list_queryset().for_tenant(tenant)
-
-
-def _rows(queryset):
-    return selectors.integration_rows(queryset, integration_rows_representation().columns)
-
-
-PAGE = Prepared(lambda ordering, tenant: _rows(_tenant_integrations(tenant).order_by(*ordering)), ids=("tenant",))
-PAGE_TOTAL = Prepared(lambda ordering, tenant: _tenant_integrations(tenant).order_by().values("pk"), ids=("tenant",))
-ONE = Prepared(lambda shape, tenant, pk: _rows(_tenant_integrations(tenant).filter(pk=pk)), ids=("tenant", "pk"))
 
 
 class IntegrationViewSet(
@@ -129,11 +113,11 @@ class IntegrationViewSet(
 
     def list(self, request, *args, **kwargs):
         """The page is read as rows and shown with IntegrationSerializer's own fields (api/rows.py); a
-        tenant's page that filters nothing runs prepared statements (``PAGE``, ``PAGE_TOTAL``)."""
+        tenant's page that filters nothing runs prepared statements (``selectors.TENANT_INTEGRATION_PAGE``)."""
         rows = integration_rows_representation()
         if self.ctx.tenant is not None and filters_nothing(request, self):
-            ordering = ordering_of(request, self)
-            source = PreparedRows(PAGE, PAGE_TOTAL, ordering, tenant=self.ctx.tenant.pk)
+            source = PreparedRows(selectors.TENANT_INTEGRATION_PAGE, selectors.TENANT_INTEGRATION_TOTAL,
+                                  (tuple(rows.columns), ordering_of(request, self)), tenant=self.ctx.tenant.pk)
         else:
             queryset = self.filter_queryset(self.get_queryset())
             source = CountedRows(queryset, selectors.integration_rows(queryset, rows.columns))
@@ -143,7 +127,8 @@ class IntegrationViewSet(
         rows = integration_rows_representation()
         try:
             if self.ctx.tenant is not None:
-                found = ONE.rows(limit=1, tenant=self.ctx.tenant.pk, pk=kwargs["pk"])
+                found = selectors.TENANT_INTEGRATION.rows(tuple(rows.columns), limit=1, tenant=self.ctx.tenant.pk,
+                                                          pk=kwargs["pk"])
             else:
                 found = list(selectors.integration_rows(self.get_queryset().filter(pk=kwargs["pk"]), rows.columns)[:1])
         except (ValueError, DjangoValidationError):  # not a UUID
