@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
+APT_OPTIONS = ["-o", "DPkg::Lock::Timeout=600", "-o", "Acquire::Retries=3"]
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -78,6 +78,23 @@ def parse(output: str) -> dict:
     }
 
 
+def wrk_binary() -> str:
+    """The wrk executable; installed with apt-get (Debian package ``wrk``) when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing it with apt-get (package wrk)", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    apt = [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", *APT_OPTIONS]
+    for step in (["update", "-qq"], ["install", "-y", "-qq", "wrk"]):
+        if subprocess.call([*apt, *step], stdout=subprocess.DEVNULL):
+            sys.exit(f"apt-get {step[0]} failed: install wrk (Debian package wrk) and run again")
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("apt-get installed wrk but it is not on PATH")
+    return found
+
+
 def run_wrk(target: Target, seconds: float, threads: int, connections: int, tag: str) -> Run:
     ids_file = target.ids_dir / f"{tag}.ids" if target.ids_dir else None
     env = {**os.environ, **target.env, "BENCH_LUA_DIR": str(LUA_DIR), "BENCH_EXPECT": str(target.expect),
@@ -85,7 +102,7 @@ def run_wrk(target: Target, seconds: float, threads: int, connections: int, tag:
     if ids_file:
         env["BENCH_IDS_OUT"] = str(ids_file)
         env["BENCH_DELIVERY_PREFIX"] = f"{target.env.get('BENCH_DELIVERY_PREFIX', 'bench')}-{tag}"
-    command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+    command = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
                "--timeout", "10s", "-s", str(LUA_DIR / target.script), target.url]
     server_cpu = target.server_cpu or (lambda: 0.0)
     server_before, machine_before = server_cpu(), busy_seconds()
@@ -113,21 +130,24 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_jiffies() -> list[int]:
+    """The machine's CPU time so far, all CPUs, in jiffies: user nice system idle iowait irq softirq
+    steal (the first line of /proc/stat; zeros where there is none)."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
 def busy_seconds() -> float:
     """CPU seconds the machine spent busy (not idle, not waiting for I/O, not stolen) so far, all CPUs."""
-    try:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
+    f = cpu_jiffies()
     return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq
 
 
 def cpu_counters() -> tuple[int, int]:
-    """(steal, total) CPU time of the machine so far, in jiffies (/proc/stat; zeros elsewhere)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0, 0
+    """(steal, total) CPU time of the machine so far, in jiffies."""
+    fields = cpu_jiffies()
     return fields[7], sum(fields)
 
 
