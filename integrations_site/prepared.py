@@ -9,6 +9,8 @@ as ``values()`` rows would, through the compiler's own converters (SQLite's text
 JSON columns), so the answer cannot tell which path made it. On PostgreSQL, timestamps are read with
 psycopg's own (compiled) loader rather than Django's Python one: the same instants, with the session's time
 zone (UTC) as a ``zoneinfo`` object; parsing them was most of the CPU a page of rows cost to fetch.
+Statements run there through ``bound_cursor``: parameters bound by the server, so that psycopg prepares
+a statement run often on a connection, and PostgreSQL parses and plans it once per connection.
 
 The builder must return an unsliced ``values()`` queryset whose only varying inputs are the ids it is
 given; anything else it reads (a setting, the time) would be frozen at the first compilation.
@@ -20,6 +22,52 @@ from collections.abc import Callable, Hashable
 from django.db import connections
 
 Builder = Callable[..., object]  # builder(shape, **ids) -> a values() QuerySet
+PREPARE_THRESHOLD = 5  # runs of one statement on a connection before psycopg prepares it (its default)
+
+
+def bound_cursor(connection):
+    """A cursor of ``connection`` (a Django connection) as ``connection.cursor()`` gives, but on
+    PostgreSQL binding its parameters on the server: psycopg then prepares a statement once it has run
+    ``PREPARE_THRESHOLD`` times on the connection, and PostgreSQL stops parsing and planning it.
+
+    Django's own cursors bind on the client (psycopg never prepares their statements) unless OPTIONS
+    asks otherwise (``server_side_binding``), which stays so for the ORM; this is for hot statements
+    whose parameters all have a known type. Django turns psycopg's preparing off for the connection;
+    it is turned on again here unless OPTIONS names a ``prepare_threshold`` (``DB_PREPARED_STATEMENTS=0``
+    sets it to None: behind a pooler that cannot keep prepared statements). Queries still pass
+    Django's wrappers (logged, counted, ``execute_wrapper``)."""
+    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get("server_side_binding"):
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    # What BaseDatabaseWrapper._cursor does, with the other cursor class.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None and "prepare_threshold" not in connection.settings_dict["OPTIONS"]:
+        raw.prepare_threshold = PREPARE_THRESHOLD
+    with connection.wrap_database_errors:
+        connection.validate_thread_sharing()
+        cursor = ServerBindingCursor(raw)
+    if connection.queries_logged:
+        return _bound_debug_cursor()(cursor, connection)
+    return connection.make_cursor(cursor)
+
+
+@functools.cache
+def _bound_debug_cursor():
+    from django.db.backends.postgresql.base import CursorDebugWrapper
+    from django.db.backends.utils import CursorWrapper
+
+    class BoundDebugCursor(CursorDebugWrapper):
+        """Logs a statement as it was written, with its parameters apart: Django would log the text
+        psycopg composed on the client, and a statement bound on the server has none."""
+
+        def execute(self, sql, params=None):
+            with self.debug_sql(sql, params):
+                return CursorWrapper.execute(self, sql, params)
+
+    return BoundDebugCursor
 
 
 class _Statement:
@@ -55,7 +103,7 @@ class _Statement:
 
     def fetch(self, sql: str, params: list) -> list[tuple]:
         connection = connections[self.alias]
-        with connection.cursor() as cursor:
+        with bound_cursor(connection) as cursor:
             if connection.vendor == "postgresql":
                 cursor.cursor.adapters.register_loader("timestamptz", _postgres_timestamptz_loader())
             cursor.execute(sql, params)

@@ -17,6 +17,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The receiver first: senders' bursts are the busiest path, and Django tries patterns in order.
+    path("hooks/<str:path>", receive, name="webhook-receive"),
     path("", views.landing, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
@@ -27,7 +29,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
-    path("hooks/<str:path>", receive, name="webhook-receive"),
     re_path(r"^api/", errors.api_not_found),
 ]
 

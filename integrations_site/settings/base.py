@@ -88,6 +88,10 @@ def database_settings(default_url: str, conn_max_age: int = 60) -> dict:
         database.setdefault("OPTIONS", {}).update(
             {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
         )
+    elif not env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # Behind a pooler that cannot keep prepared statements: none, also for the hot statements
+        # that integrations_site.prepared.bound_cursor would have prepared.
+        database.setdefault("OPTIONS", {})["prepare_threshold"] = None
     return database
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from connections.models import Credential, Integration
-from integrations_site.prepared import Prepared
+from integrations_site.prepared import Prepared, bound_cursor
 from tests.connections.factories import IntegrationFactory
 
 COLUMNS = ("pk", "name", "created_at", "health_checked_at", "settings", "tenant_id", "provider__slug")
@@ -85,3 +85,40 @@ def test_json_and_joined_columns_convert_as_values_does(rows, tenant):
                     .values("pk", "integration__settings", "integration__name", "created_at"))
     assert joined.rows(tenant=tenant.pk) == expected
     assert expected[0]["integration__settings"] == {"n": 0}
+
+
+@pytest.mark.database_server
+def test_bound_cursor_binds_on_the_server_and_postgres_prepares_a_statement_run_often(rows, tenant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sql = "SELECT COUNT(*) FROM connections_integration WHERE tenant_id = %s AND deleted_at IS NULL"
+    with CaptureQueriesContext(connection) as captured:
+        for _ in range(8):
+            with bound_cursor(connection) as cursor:
+                cursor.execute(sql, [tenant.pk])
+                assert cursor.fetchone()[0] == 6
+    assert len(captured.captured_queries) == 8  # Django's wrappers still see every query
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("connections_integration" in statement and "$1" in statement for statement in prepared), prepared
+
+
+def test_bound_cursor_is_the_usual_cursor_for_the_orm_and_on_sqlite(rows, tenant):
+    from django.db import connection
+
+    with bound_cursor(connection) as cursor:
+        cursor.execute("SELECT name FROM connections_integration WHERE tenant_id = %s ORDER BY name",
+                       [tenant.pk.hex if connection.vendor == "sqlite" else tenant.pk])
+        assert [row[0] for row in cursor.fetchall()][:2] == ["Item 00", "Item 01"]
+
+
+def test_db_prepared_statements_off_names_no_prepare_threshold(monkeypatch):
+    from integrations_site.settings.base import database_settings
+
+    url = "postgres://ih:ih@127.0.0.1:5432/ih"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert "prepare_threshold" not in database_settings(url).get("OPTIONS", {})
+    monkeypatch.setenv("DB_PREPARED_STATEMENTS", "0")
+    assert database_settings(url)["OPTIONS"]["prepare_threshold"] is None

@@ -25,6 +25,8 @@ from django.utils import timezone
 from connections.services import usage
 from integrations_site import bounds
 from integrations_site.api.errors import envelope
+from integrations_site.prepared import bound_cursor
+from integrations_site.writegate import write_gate
 
 from .. import signatures
 from ..choices import PATH_CHARS, EventStatus
@@ -138,7 +140,7 @@ def _accept_insert(params: list):
     if own_check:
         connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
+        with write_gate(connection), bound_cursor(connection) as cursor:
             cursor.execute(_accept_sql(), params)
             return cursor.fetchone()
     except (OperationalError, InterfaceError):
@@ -146,42 +148,42 @@ def _accept_insert(params: list):
             raise
         logger.warning("webhooks.event.reconnect reason=kept database connection was closed")
         connection.close()
-    with connection.cursor() as cursor:
+    with write_gate(connection), bound_cursor(connection) as cursor:
         cursor.execute(_accept_sql(), params)
         return cursor.fetchone()
 
 
-def event_accept(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
-                 source_ip: str | None, dedupe_key: str | None) -> tuple[WebhookEvent, bool]:
-    """Store a verified delivery; returns (event, created). A duplicate returns the original.
+def event_store(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
+                source_ip: str | None, dedupe_key: str | None) -> tuple[uuid.UUID, bool]:
+    """Store a verified delivery; returns (event id, created). A duplicate returns the original's id.
 
-    One statement (``INSERT … ON CONFLICT DO NOTHING``, no ORM compilation on
-    the hot path): in autocommit the event is committed when this returns; a
-    duplicate, also one racing in from another process, is no error and does
-    not break a caller's transaction.
+    One statement (``INSERT … ON CONFLICT DO NOTHING``, no ORM compilation and
+    no model instance on the hot path): in autocommit the event is committed
+    when this returns; a duplicate, also one racing in from another process,
+    is no error and does not break a caller's transaction.
     """
-    event = WebhookEvent(
-        id=uuid.uuid4(), endpoint=endpoint, tenant_id=endpoint.tenant_id, dedupe_key=dedupe_key, body=body,
-        content_type=content_type.replace("\x00", "")[:200], headers=filtered_headers(headers), source_ip=source_ip,
-        received_at=timezone.now(), status=EventStatus.PENDING, attempts=0, last_error="", result={},
-    )
+    event_id = uuid.uuid4()
     # In the order of _ACCEPT_FIELDS; the JSON columns as JSON text (cast by the column's type).
-    params = [event.id, endpoint.pk, endpoint.tenant_id, dedupe_key, body, event.content_type,
-              json.dumps(event.headers), source_ip, event.received_at, event.status, 0, "", None, None, "{}"]
+    params = [event_id, endpoint.pk, endpoint.tenant_id, dedupe_key, body, content_type.replace("\x00", "")[:200],
+              json.dumps(filtered_headers(headers)), source_ip, timezone.now(), EventStatus.PENDING.value, 0, "",
+              None, None, "{}"]
     for k, column in enumerate(_accept_preparers()):
         if column is not None and params[k] is not None:
             params[k] = column.get_db_prep_save(params[k], connection)
     for _ in range(2):
-        inserted = _accept_insert(params)
-        if inserted is not None:
-            event._state.adding = False
-            event._state.db = connection.alias
-            return event, True
-        original = WebhookEvent.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).first()
-        if original is not None:
+        if _accept_insert(params) is not None:
+            return event_id, True
+        original = WebhookEvent.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).values_list("pk", flat=True)
+        if original := original.first():
             return original, False
         # The conflicting row was deleted between the two statements: try the insert once more.
     raise IntegrityError(f"webhook event dedupe conflict on endpoint {endpoint.pk} could not be resolved")
+
+
+def event_accept(**delivery) -> tuple[WebhookEvent, bool]:
+    """``event_store`` (same arguments), answering with the stored event itself."""
+    event_id, created = event_store(**delivery)
+    return WebhookEvent.objects.get(pk=event_id), created
 
 
 # --- the receiver ------------------------------------------------------------------------------------------------
@@ -257,10 +259,10 @@ def webhook_receive(*, path: str, content_length: str, read_body: Callable[[int]
             return _refused(401, "SIGNATURE_INVALID", f"The signature was refused: {refused.reason}.")
 
     dedupe_key = signatures.dedupe_key(endpoint.signature_scheme, headers, body) if endpoint.dedupe else None
-    event, created = event_accept(endpoint=endpoint, body=body, headers=headers, content_type=content_type,
-                                  source_ip=source_ip, dedupe_key=dedupe_key)
+    event_id, created = event_store(endpoint=endpoint, body=body, headers=headers, content_type=content_type,
+                                    source_ip=source_ip, dedupe_key=dedupe_key)
     if not created:
-        return Receipt(200, {"status": "duplicate", "event_id": str(event.pk)})
-    handoff.hand_off(str(event.pk))
+        return Receipt(200, {"status": "duplicate", "event_id": str(event_id)})
+    handoff.hand_off(str(event_id))
     usage.record(endpoint.integration_id, endpoint.tenant_id, webhooks=1)
-    return Receipt(202, {"status": "accepted", "event_id": str(event.pk)})
+    return Receipt(202, {"status": "accepted", "event_id": str(event_id)})
