@@ -32,6 +32,7 @@ SLUG_PREFIX = "bench-"
 PROVIDER_SLUG = "bench-rest"
 BATCH = 2000
 PAGE_SIZES = (5, 20, 50)
+RAISED_LIMIT = "100000000/min"
 
 
 def parse_args():
@@ -172,6 +173,9 @@ def main():
     work = workdir("bench-api-")
     redis = Redis()
     env = envs.production_env(database_url=url, redis_url=redis.url(0), broker_url=redis.url(1))
+    # wrk sends thousands of requests a second over 100 tenants, past the default 200/min of the integrations
+    # family: the limit is raised, the count still taken in Redis on every request as it is under any limit.
+    env["RATE_LIMIT_INTEGRATIONS"] = RAISED_LIMIT
     envs.setup_ours(env)
     data = seed(args.tenants, args.per_tenant, args.keys_per_tenant, args.reseed)
     naive_env = envs.naive_env(database_url=naive_url, broker_url=redis.url(2))
@@ -218,7 +222,8 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
     results = {name: wrk.summarize(r) for name, r in runs.items()}
     print()
     print(machine)
-    print(f"ours: production settings; list ?limit=50, detail /api/v1/integrations/{{id}}/, X-API-Key over "
+    print(f"ours: production settings (RATE_LIMIT_INTEGRATIONS={RAISED_LIMIT}); list ?limit=50, "
+          "detail /api/v1/integrations/{id}/, X-API-Key over "
           f"{args.tenants} tenants x {args.keys_per_tenant} keys; naive: DRF ModelViewSet, PageNumberPagination "
           "(page of 50), the same X-API-Key spread")
     print()

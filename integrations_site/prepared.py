@@ -16,10 +16,13 @@ The builder must return an unsliced ``values()`` queryset whose only varying inp
 given; anything else it reads (a setting, the time) would be frozen at the first compilation.
 """
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Hashable
 
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
+
+logger = logging.getLogger("integrations_site.db")
 
 Builder = Callable[..., object]  # builder(shape, **ids) -> a values() QuerySet
 PREPARE_THRESHOLD = 5  # runs of one statement on a connection before psycopg prepares it (its default)
@@ -52,6 +55,36 @@ def bound_cursor(connection):
     if connection.queries_logged:
         return _bound_debug_cursor()(cursor, connection)
     return connection.make_cursor(cursor)
+
+
+def statement_rows(connection, sql: str, params: list, setup: Callable | None = None) -> list[tuple]:
+    """Run one statement on a ``bound_cursor`` and return its rows; the statement checks the connection.
+
+    With CONN_HEALTH_CHECKS, Django sends ``SELECT 1`` before the first query of each request on a
+    kept connection: on a path whose whole work is one statement (a webhook's insert, an API read
+    whose authentication came from the cache) that doubles the round trips. Here the statement is the
+    check: if it fails because the connection was already dead (the server restarted), it runs once
+    more on a new connection. Only for statements that may run twice: reads, and writes a second run
+    of which the database refuses (the same primary key). ``setup(cursor)``, when given, is called on
+    each cursor before the statement runs.
+    """
+    own_check = (not connection.in_atomic_block and connection.connection is not None
+                 and connection.health_check_enabled and not connection.health_check_done)
+    if own_check:
+        connection.health_check_done = True
+    for attempt in range(2):
+        try:
+            with bound_cursor(connection) as cursor:
+                if setup is not None:
+                    setup(cursor)
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        except (OperationalError, InterfaceError):
+            if attempt or not own_check or connection.is_usable():
+                raise
+            logger.warning("db.reconnect reason=kept database connection was closed")
+            connection.close()
+    raise AssertionError("unreachable")
 
 
 @functools.cache
@@ -103,11 +136,7 @@ class _Statement:
 
     def fetch(self, sql: str, params: list) -> list[tuple]:
         connection = connections[self.alias]
-        with bound_cursor(connection) as cursor:
-            if connection.vendor == "postgresql":
-                cursor.cursor.adapters.register_loader("timestamptz", _postgres_timestamptz_loader())
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return statement_rows(connection, sql, params, _read_timestamps if connection.vendor == "postgresql" else None)
 
     def convert(self, rows: list[tuple]) -> list[dict]:
         connection = connections[self.alias]
@@ -123,6 +152,11 @@ class _Statement:
                     row[position] = value
             result.append(dict(zip(names, row, strict=True)))
         return result
+
+
+def _read_timestamps(cursor):
+    """psycopg's loader on this cursor only: Django's cursors keep Django's own."""
+    cursor.cursor.adapters.register_loader("timestamptz", _postgres_timestamptz_loader())
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """Request id: echoed from the caller or generated, on every response and log line."""
 import contextvars
 import logging
+import random
 import re
-import uuid
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_ip", default=None)
@@ -10,6 +10,13 @@ client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("clie
 # A caller's id is echoed only when it is short and plain, so it cannot smuggle
 # header or log injection.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def new_request_id() -> str:
+    """32 hex digits, as ``uuid4().hex`` reads, from the process's random generator: an id to find a
+    request by needs no secrecy, and a syscall for 16 bytes (``os.urandom``) was a tenth of a plain
+    answer's time. ``random`` is seeded anew in every forked worker, so workers do not repeat ids."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def current_request_id() -> str:
@@ -28,7 +35,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         request.request_id = request_id
         rid_token = request_id_var.set(request_id)
         ip_token = client_ip_var.set(request.META.get("REMOTE_ADDR") or None)

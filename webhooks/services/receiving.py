@@ -19,13 +19,13 @@ from functools import cache as memoize
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, InterfaceError, OperationalError, connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from connections.services import usage
 from integrations_site import bounds
 from integrations_site.api.errors import envelope
-from integrations_site.prepared import bound_cursor
+from integrations_site.prepared import statement_rows
 from integrations_site.writegate import write_gate
 
 from .. import signatures
@@ -126,31 +126,11 @@ def _accept_preparers() -> tuple:
     )
 
 
-def _accept_insert(params: list):
-    """Run the insert; the first statement of a request checks the kept connection by itself.
-
-    With CONN_HEALTH_CHECKS, Django sends ``SELECT 1`` before the first query
-    of each request on a kept connection: on the receiver, whose endpoint is
-    usually cached, that doubles the round trips. Here the insert is the check:
-    if it fails because the connection was already dead (the server restarted),
-    it runs once more on a new connection.
-    """
-    own_check = (not connection.in_atomic_block and connection.connection is not None
-                 and connection.health_check_enabled and not connection.health_check_done)
-    if own_check:
-        connection.health_check_done = True
-    try:
-        with write_gate(connection), bound_cursor(connection) as cursor:
-            cursor.execute(_accept_sql(), params)
-            return cursor.fetchone()
-    except (OperationalError, InterfaceError):
-        if not own_check or connection.is_usable():
-            raise
-        logger.warning("webhooks.event.reconnect reason=kept database connection was closed")
-        connection.close()
-    with write_gate(connection), bound_cursor(connection) as cursor:
-        cursor.execute(_accept_sql(), params)
-        return cursor.fetchone()
+def _accept_insert(params: list) -> tuple | None:
+    """Run the insert (its own health check of a kept connection: statement_rows); the new id, or None."""
+    with write_gate(connection):
+        rows = statement_rows(connection, _accept_sql(), params)
+    return rows[0] if rows else None
 
 
 def event_store(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, content_type: str,
