@@ -104,6 +104,26 @@ def test_a_page_and_a_detail_take_one_query_each_beside_authentication(api, vari
                for q in captured.captured_queries) == 0
 
 
+def test_a_page_takes_the_same_queries_at_ten_thousand_integrations(api, tenant, provider):
+    def page_queries(limit):
+        api.get(f"{URL}?limit={limit}")
+        with CaptureQueriesContext(connection) as captured:
+            answer = api.get(f"{URL}?limit={limit}").json()
+        return answer, [q["sql"].split()[0:3] for q in captured.captured_queries]
+
+    few = [IntegrationFactory(tenant=tenant, provider=provider, name=f"Few {n}") for n in range(3)]
+    _, small = page_queries(50)
+    made = Integration.objects.bulk_create(
+        [Integration(tenant=tenant, provider=provider, name=f"Many {n:05d}", api_base_url="https://api.example.com")
+         for n in range(10_000 - len(few))], batch_size=2000)
+    Credential.objects.bulk_create([Credential(tenant=tenant, integration=item, type="bearer",
+                                               payload={"token": "x" * 20}) for item in made[::2]], batch_size=2000)
+    for limit in (5, 50):
+        answer, queries = page_queries(limit)
+        assert answer["total"] == 10_000 and len(answer["results"]) == limit
+        assert queries == small
+
+
 @pytest.mark.parametrize("ordering", ["", "name", "-name", "health_checked_at", "-updated_at", "status"])
 def test_a_page_without_filters_answers_what_the_filtered_path_answers(api, varied, tenant, ordering):
     """A page that filters nothing runs prepared statements; one with a filter the ORM: same rows."""
