@@ -73,6 +73,7 @@ class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "capabilities", "supported_sync_directions", "supports_webhooks", "supports_polling",
             "supports_search", "searchable_entities", "available_entities", "requires_user_scoping",
         )}),
+        ("Search and widget data", {"fields": ("search_config", "entity_config")}),
         ("Connection defaults", {"fields": (
             "default_api_base_url", "default_test_endpoint", "default_status_endpoint",
             "default_status_mapping", "default_webhook_signature_scheme",

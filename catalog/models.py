@@ -40,6 +40,17 @@ class IntegrationProvider(models.Model):
     searchable_entities = models.JSONField(default=list, blank=True, validators=[validators.validate_string_list])
     available_entities = models.JSONField(default=list, blank=True, validators=[validators.validate_string_list])
     requires_user_scoping = models.BooleanField(default=False)
+    search_config = models.JSONField(
+        default=dict, blank=True, validators=[validators.validate_search_config],
+        help_text="How the API searches: endpoint, method, query_param, limit_param, offset_param, entity_param, "
+                  "items_path, total_path, fields {id, title, snippet, url, entity, updated_at, score} (dotted "
+                  "paths into each item). Unset keys take the defaults.",
+    )
+    entity_config = models.JSONField(
+        default=dict, blank=True, validators=[validators.validate_entity_config],
+        help_text='Widget data per entity: {"Account": {"endpoint": "/accounts", "items_path": "data", '
+                  '"total_path": "total", "fields": ["id", "name"], "filter_params": ["status"]}}.',
+    )
     oauth_config = models.JSONField(
         default=dict, blank=True, validators=[validators.validate_oauth_config],
         help_text="authorize_url, token_url, revoke_url, client_id, scopes, pkce, issuer, token_auth_method.",

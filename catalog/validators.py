@@ -114,3 +114,95 @@ def validate_oauth_config(value) -> None:
         raise ValidationError("token_auth_method must be client_secret_basic or client_secret_post.")
     if "extra_authorize_params" in value and not isinstance(value["extra_authorize_params"], dict):
         raise ValidationError("extra_authorize_params must be an object.")
+
+
+# --- search and widget data (DESIGN.md, "Search, widget data …") ---------------------------------------------
+
+DOTTED_PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]]{1,64}$")
+SEARCH_FIELDS = ("id", "title", "snippet", "url", "entity", "updated_at", "score")
+SEARCH_CONFIG_DEFAULTS = {
+    "endpoint": "/search", "method": "GET", "query_param": "q", "limit_param": "limit", "offset_param": "offset",
+    "entity_param": "type", "items_path": "results", "total_path": "",
+    "fields": {"id": "id", "title": "name", "snippet": "description", "url": "url", "entity": "type",
+               "updated_at": "updated_at", "score": "score"},
+}
+ENTITY_CONFIG_KEYS = {"endpoint", "items_path", "total_path", "fields", "filter_params"}
+
+
+def validate_relative_endpoint(value, name: str = "endpoint") -> None:
+    """A path under the base URL: '/search', never an absolute URL, '//host' or a '..' step out of it."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or ".." in value.split("?")[0].split("/") or any(c in value for c in "\r\n\t #"):
+        raise ValidationError(f"{name} must be a path relative to the base URL, starting with a single '/'.")
+
+
+def _dotted(value, name: str, *, empty: bool = False) -> None:
+    if empty and value == "":
+        return
+    if not isinstance(value, str) or not DOTTED_PATH.match(value):
+        raise ValidationError(f"{name} must be a dotted path (e.g. 'data.items').")
+
+
+def validate_search_config(value, *, partial: bool = False) -> None:
+    """``search_config`` of a provider (``partial``: the keys an integration's ``settings.search``
+    overrides): known keys only, paths relative to the base URL, dotted paths into each item."""
+    if value in (None, {}):
+        return
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object.")
+    unknown = sorted(set(value) - set(SEARCH_CONFIG_DEFAULTS))
+    if unknown:
+        raise ValidationError(f"Unknown key(s): {', '.join(unknown)}. Allowed: {', '.join(SEARCH_CONFIG_DEFAULTS)}.")
+    if "endpoint" in value:
+        validate_relative_endpoint(value["endpoint"])
+    if "method" in value and value["method"] not in ("GET", "POST"):
+        raise ValidationError("method must be GET or POST.")
+    for key in ("query_param", "limit_param", "offset_param", "entity_param"):
+        if key in value and not (isinstance(value[key], str) and (PARAM_NAME.match(value[key])
+                                                                   or (value[key] == "" and key != "query_param"))):
+            raise ValidationError(f"{key} must be a parameter name (letters, digits, _ . - [ ]).")
+    for key in ("items_path", "total_path"):
+        if key in value:
+            _dotted(value[key], key, empty=True)
+    if "fields" in value:
+        fields = value["fields"]
+        if not isinstance(fields, dict):
+            raise ValidationError("fields must be an object of result field → dotted path.")
+        unknown = sorted(set(fields) - set(SEARCH_FIELDS))
+        if unknown:
+            raise ValidationError(f"Unknown field(s) in fields: {', '.join(unknown)}. "
+                                  f"Allowed: {', '.join(SEARCH_FIELDS)}.")
+        for field, path in fields.items():
+            _dotted(path, f"fields.{field}", empty=field != "id")
+
+
+def validate_entity_config(value) -> None:
+    """``{"<Entity>": {"endpoint", "items_path"?, "total_path"?, "fields": [...], "filter_params"?: [...]}}``."""
+    if value in (None, {}):
+        return
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object of entity name → its configuration.")
+    for entity, config in value.items():
+        if not isinstance(entity, str) or not PARAM_NAME.match(entity):
+            raise ValidationError(f"Entity name {entity!r} must be 1-64 letters, digits or _ . - [ ].")
+        if not isinstance(config, dict):
+            raise ValidationError(f"{entity} must be an object.")
+        unknown = sorted(set(config) - ENTITY_CONFIG_KEYS)
+        if unknown:
+            raise ValidationError(f"{entity}: unknown key(s): {', '.join(unknown)}. "
+                                  f"Allowed: {', '.join(sorted(ENTITY_CONFIG_KEYS))}.")
+        if "endpoint" not in config:
+            raise ValidationError(f"{entity}: endpoint is required.")
+        validate_relative_endpoint(config["endpoint"], f"{entity}.endpoint")
+        for key in ("items_path", "total_path"):
+            if key in config:
+                _dotted(config[key], f"{entity}.{key}", empty=True)
+        fields = config.get("fields", [])
+        if not isinstance(fields, list) or not fields or len(set(map(str, fields))) != len(fields):
+            raise ValidationError(f"{entity}.fields must be a non-empty list of distinct dotted paths.")
+        for field in fields:
+            _dotted(field, f"{entity}.fields")
+        params = config.get("filter_params", [])
+        if not isinstance(params, list) or not all(isinstance(p, str) and PARAM_NAME.match(p) for p in params):
+            raise ValidationError(f"{entity}.filter_params must be a list of parameter names.")

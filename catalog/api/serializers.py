@@ -28,7 +28,7 @@ class ProviderAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = IntegrationProvider
-        fields = PUBLIC_FIELDS + ["oauth_config", "has_oauth_client_secret"]
+        fields = PUBLIC_FIELDS + ["oauth_config", "has_oauth_client_secret", "search_config", "entity_config"]
         read_only_fields = ["id", "created_at", "updated_at"]
         # A taken slug is a 409 CONFLICT from the service, not a 400 here.
         extra_kwargs = {"slug": {"validators": []}}

@@ -93,6 +93,22 @@ def test_oauth_client_secret_is_write_only_and_encrypted(sa, db):
         ({"slug": "x", "name": "X", "credential_fields": [{"label": "no name"}]}, "credential_fields"),
         ({"slug": "x", "name": "X", "id": "00000000-0000-0000-0000-000000000000"}, "id"),
         ({"slug": "x", "name": "X", "oauth_client_secret": "s3cr3t-value"}, "oauth_client_secret"),
+        ({"slug": "x", "name": "X", "search_config": {"endpoint": "https://evil.example.com/s"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"endpoint": "/a/../../admin"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"endpoint": "//evil.example.com/s"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"verb": "GET"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"method": "DELETE"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"query_param": ""}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"items_path": "data..items"}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"fields": {"headline": "title"}}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": {"fields": {"title": "a b"}}}, "search_config"),
+        ({"slug": "x", "name": "X", "search_config": ["/search"]}, "search_config"),
+        ({"slug": "x", "name": "X", "entity_config": {"Account": {"items_path": "data"}}}, "entity_config"),
+        ({"slug": "x", "name": "X", "entity_config": {"Account": {"endpoint": "/a", "fields": []}}}, "entity_config"),
+        ({"slug": "x", "name": "X", "entity_config": {"Account": {"endpoint": "/a", "fields": ["id"],
+                                                                  "sort": "name"}}}, "entity_config"),
+        ({"slug": "x", "name": "X", "entity_config": {"Account": {"endpoint": "/a", "fields": ["id"],
+                                                                  "filter_params": ["a b"]}}}, "entity_config"),
     ],
 )
 def test_provider_bad_input_is_400_naming_the_field(sa, db, body, field):
@@ -359,3 +375,21 @@ def test_provider_lists_run_the_same_queries_for_5_and_50_rows(client_for, db, u
     ProviderFactory.create_batch(45, oauth_config={"client_id": "x"}, capabilities=["a"])
     assert client.get(url).json()["total"] == 50
     assert _count_queries(client, url) == few
+
+
+def test_search_and_entity_config_are_stored_shown_to_staff_and_not_in_the_tenant_catalog(sa, client_for, db):
+    search = {"endpoint": "/v1/search", "method": "POST", "query_param": "query", "items_path": "data.hits",
+              "fields": {"title": "properties.name", "updated_at": "meta.modified"}}
+    entities = {"Account": {"endpoint": "/v1/accounts", "items_path": "data", "total_path": "meta.total",
+                            "fields": ["id", "name", "owner.email"], "filter_params": ["status"]}}
+    body = {"slug": "searchy", "name": "Searchy", "supports_search": True, "search_config": search,
+            "entity_config": entities}
+    created = sa.post(ADMIN_URL, body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["search_config"] == search and created.json()["entity_config"] == entities
+    provider = IntegrationProvider.objects.get(slug="searchy")
+    assert provider.search_config == search and provider.entity_config == entities
+    changed = sa.patch(f"{ADMIN_URL}searchy/", {"search_config": {"endpoint": "/v2/search"}}, format="json")
+    assert changed.status_code == 200 and changed.json()["search_config"] == {"endpoint": "/v2/search"}
+    catalog = client_for("tenant_admin").get(f"{CATALOG_URL}searchy/")
+    assert catalog.status_code == 200 and "search_config" not in catalog.json()
