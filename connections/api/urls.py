@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from integrations_site.api.routers import ContractRouter
 
@@ -29,5 +29,6 @@ router.register("admin/providers", views.ProviderTestViewSet, basename="admin-pr
 
 urlpatterns = [
     path("oauth/callback", views.OAuthCallbackView.as_view(), name="oauth-callback"),
+    re_path(r"^search/?$", views.SearchView.as_view(), name="search"),
     *router.urls,
 ]

@@ -53,7 +53,8 @@ def map_status(raw: str, mapping: dict[str, str]) -> str | None:
     return folded.get(raw.casefold())
 
 
-def _dig(data, path: str):
+def dig(data, path: str):
+    """The value at a dotted path (``a.b.0.c``; list items by index), None where there is none."""
     for part in [p for p in path.split(".") if p]:
         if isinstance(data, dict):
             data = data.get(part)
@@ -66,7 +67,7 @@ def _dig(data, path: str):
 
 def extract_items(data, integration: Integration) -> list[tuple[str, str]]:
     """(external id, raw status) pairs from a status answer."""
-    items = _dig(data, integration.status_items_path) if integration.status_items_path else data
+    items = dig(data, integration.status_items_path) if integration.status_items_path else data
     if isinstance(items, dict) and not integration.status_items_path:
         items = next((items[k] for k in DEFAULT_LIST_KEYS if isinstance(items.get(k), list)), None)
     if not isinstance(items, list):
@@ -75,8 +76,8 @@ def extract_items(data, integration: Integration) -> list[tuple[str, str]]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        external_id = _dig(item, integration.status_id_field)
-        raw = _dig(item, integration.status_field)
+        external_id = dig(item, integration.status_id_field)
+        raw = dig(item, integration.status_field)
         if external_id is None or raw is None or isinstance(raw, (dict, list)):
             continue
         pairs.append((bounds.clean_text(external_id, 255), bounds.clean_text(raw, 255)))

@@ -321,6 +321,10 @@ API_RATE_LIMITS = {
     "search": env("RATE_LIMIT_SEARCH", default="30/min"),
     "widgets": env("RATE_LIMIT_WIDGETS", default="100/min"),
 }
+# --- Search across connected systems ------------------------------------------------------
+SEARCH_DEADLINE_SECONDS = env.float("SEARCH_DEADLINE_SECONDS", default=5.0)  # the whole fan-out
+WIDGET_DATA_CACHE_SECONDS = env.int("WIDGET_DATA_CACHE_SECONDS", default=30)
+
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
 USAGE_FLUSH_MAX_ITEMS = env.int("USAGE_FLUSH_MAX_ITEMS", default=1000)
 

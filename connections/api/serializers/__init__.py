@@ -38,6 +38,12 @@ from .oauth import (
     UserConnectionSerializer,
     me_connection_data,
 )
+from .search import (
+    GlobalSearchAnswerSerializer,
+    GlobalSearchSerializer,
+    SearchAnswerSerializer,
+    SearchQuerySerializer,
+)
 from .statuses import ExternalStatusSerializer, PollResultSerializer, QueuedPollSerializer, StatusChangeSerializer
 from .usage import LimitsSerializer, UsageDaySerializer, UsageQuerySerializer, UsageSerializer, UsedLimitSerializer
 
@@ -48,6 +54,7 @@ __all__ = [
     "ConnectOAuthSerializer", "ConnectionCheckSerializer", "ConnectionSerializer", "CredentialInSerializer",
     "CredentialOutSerializer", "CredentialPatchResultSerializer", "CredentialPatchSerializer",
     "CredentialSummarySerializer", "CustomCredentialSerializer", "DisconnectSerializer", "ExternalStatusSerializer",
+    "GlobalSearchAnswerSerializer", "GlobalSearchSerializer", "SearchAnswerSerializer", "SearchQuerySerializer",
     "HealthSerializer", "IntegrationSerializer", "LimitsSerializer", "MeConnectionSerializer",
     "OAuth2CredentialSerializer", "PollResultSerializer", "QueuedCheckSerializer", "QueuedPollSerializer",
     "StatusChangeSerializer", "UsageDaySerializer", "UsageQuerySerializer", "UsageSerializer", "UsedLimitSerializer",

@@ -9,9 +9,10 @@ from .nested import (
 )
 from .oauth import MeIntegrationViewSet, OAuthCallbackView, UserConnectionViewSet
 from .providers import ProviderTestViewSet
+from .search import SearchView
 
 __all__ = [
     "ConfigVersionViewSet", "ConnectionCheckViewSet", "ExternalStatusViewSet", "IntegrationChildViewSet",
-    "IntegrationViewSet", "MeIntegrationViewSet", "OAuthCallbackView", "ProviderTestViewSet", "StatusChangeViewSet",
-    "UserConnectionViewSet", "poll_error_response",
+    "IntegrationViewSet", "MeIntegrationViewSet", "OAuthCallbackView", "ProviderTestViewSet", "SearchView",
+    "StatusChangeViewSet", "UserConnectionViewSet", "poll_error_response",
 ]

@@ -26,6 +26,7 @@ from ... import selectors, services
 from ...choices import CheckError
 from ...filters import IntegrationFilter
 from ...services import checks, oauth, polling, queueing, usage
+from ...services import search as search_service
 from ...services.statuses import PollError
 from ..serializers import (
     ActivityQuerySerializer,
@@ -45,6 +46,8 @@ from ..serializers import (
     PollResultSerializer,
     QueuedCheckSerializer,
     QueuedPollSerializer,
+    SearchAnswerSerializer,
+    SearchQuerySerializer,
     UsageDaySerializer,
     UsageQuerySerializer,
     UsageSerializer,
@@ -54,6 +57,7 @@ from ..serializers import (
     integration_rows_representation,
     validate_credential_input,
 )
+from .search import search_request
 
 ASYNC_PARAM = OpenApiParameter(
     "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
@@ -76,6 +80,7 @@ class IntegrationViewSet(
         "disconnect": "connections",
         "widget_status": "widgets",
         "widget_activity": "widgets",
+        "search": "search",
     }
 
     queryset = selectors.integration_list_queryset()
@@ -106,6 +111,7 @@ class IntegrationViewSet(
         "activity": "integrations.read",
         "widget_status": "integrations.read",
         "widget_activity": "integrations.read",
+        "search": "integrations.read",
     }
 
     def _fresh(self, integration):
@@ -309,6 +315,18 @@ class IntegrationViewSet(
     def widget_activity(self, request, pk=None):
         """The activity feed, compact: 10 items unless ``limit`` says otherwise."""
         return self._activity(request, default_limit=10)
+
+    @extend_schema(parameters=[SearchQuerySerializer], responses={200: SearchAnswerSerializer})
+    @action(detail=True, methods=["get"])
+    def search(self, request, pk=None):
+        """Search this integration's system; an upstream that fails is an entry in ``errors``, still a 200."""
+        query = SearchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        integration = self.get_object()
+        answer = search_service.search(tenant=integration.tenant, user=request.user,
+                                       request=search_request(query.validated_data), ids=[str(integration.pk)],
+                                       grouped=False)
+        return Response(answer)
 
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])

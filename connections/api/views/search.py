@@ -1,0 +1,42 @@
+"""``POST /search``: one search over every system the caller's tenant connected."""
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations_site.api.errors import NotFoundError
+from integrations_site.api.serializers import ErrorEnvelopeSerializer
+from integrations_site.api.viewsets import RoleMappedMixin
+
+from ...services import search as search_service
+from ..serializers import GlobalSearchAnswerSerializer, GlobalSearchSerializer
+
+
+def search_request(data: dict) -> search_service.SearchRequest:
+    """The service's question from validated input (either serializer)."""
+    filters = data.get("filters") or {}
+    entities = list(dict.fromkeys([*data.get("entities", []), *filters.get("entity_types", [])]))
+    date_range = filters.get("date_range") or {}
+    return search_service.SearchRequest(
+        query=data["query"], entities=entities, limit=data["limit"], offset=data["offset"],
+        params=filters.get("custom_filters") or {}, since=date_range.get("start"), until=date_range.get("end"),
+    )
+
+
+class SearchView(RoleMappedMixin, APIView):
+    """Every searchable integration of the tenant asked at once; the answer grouped by integration and entity."""
+
+    permission_map = {"post": "integrations.read"}
+    throttle_family = "search"
+
+    @extend_schema(request=GlobalSearchSerializer,
+                   responses={200: GlobalSearchAnswerSerializer, 400: ErrorEnvelopeSerializer})
+    def post(self, request):
+        if self.ctx.tenant is None:
+            raise NotFoundError("This token is platform-wide; it belongs to no tenant.")
+        body = GlobalSearchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids = body.validated_data.get("integrations")
+        return Response(search_service.search(
+            tenant=self.ctx.tenant, user=request.user, request=search_request(body.validated_data),
+            ids=None if ids is None else [str(pk) for pk in dict.fromkeys(ids)], grouped=True,
+        ))

@@ -1,0 +1,309 @@
+"""Search across a tenant's connected systems (DESIGN.md, "Search").
+
+``search_run`` asks every searchable integration at once (``usage.metered_many``: the outbound
+client's ``request_many``, within each integration's limits), each within its own timeout and all
+within ``SEARCH_DEADLINE_SECONDS``; what an upstream answers is mapped to items through the
+provider's ``search_config`` (an integration may override any key in ``settings.search``). A slow,
+failing, refused or unauthorised upstream is an entry in ``errors`` with its code, never an
+exception; only the caller's input can be refused (``SearchRequest`` is validated by the API).
+
+Who is searched: the caller's tenant's integrations that are not deleted nor disabled,
+``search_enabled``, of a provider that ``supports_search``, with a usable credential; a
+user-scoped integration with the caller's own connection only. An id the caller names that is not
+one of those, or is another tenant's, is ``NOT_SEARCHABLE`` and gets no request.
+"""
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from catalog.validators import SEARCH_CONFIG_DEFAULTS
+from integrations_site import bounds, outbound
+
+from .. import adapters
+from ..choices import IntegrationStatus
+from ..models import Credential, Integration
+from ..selectors import credential_of
+from . import usage
+from .oauth import refresh_for_retry
+from .probes import endpoint_url
+from .statuses import dig
+
+DATA_BYTES = 4096
+NOT_SEARCHABLE = "NOT_SEARCHABLE"
+
+
+@dataclass
+class SearchRequest:
+    query: str
+    entities: list[str] = field(default_factory=list)
+    limit: int = 10  # per integration
+    offset: int = 0
+    params: dict = field(default_factory=dict)  # custom filters, sent as they are beside the configured ones
+    since: datetime | None = None  # date_range: items whose updated_at is outside are left out
+    until: datetime | None = None
+
+    def in_range(self, item: dict) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        when = parse_datetime(item["updated_at"] or "")
+        if when is None:
+            return False
+        if timezone.is_naive(when):
+            when = timezone.make_aware(when, UTC)
+        return (self.since is None or when >= self.since) and (self.until is None or when <= self.until)
+
+
+@dataclass
+class Searched:
+    """One integration's part of an answer: its items, or the error that stood for them."""
+
+    items: list[dict] = field(default_factory=list)
+    total: int = 0
+    has_more: bool = False
+    error: dict | None = None
+
+
+# --- configuration and mapping ---------------------------------------------------------------------------------
+
+
+def search_config(integration: Integration) -> dict:
+    """The defaults, then the provider's ``search_config``, then the integration's ``settings.search``
+    (``fields`` merged key by key)."""
+    config = {**SEARCH_CONFIG_DEFAULTS, "fields": dict(SEARCH_CONFIG_DEFAULTS["fields"])}
+    overrides = (integration.settings or {}).get("search") if isinstance(integration.settings, dict) else None
+    for source in (integration.provider.search_config or {}, overrides or {}):
+        for key, value in source.items():
+            if key == "fields":
+                config["fields"].update(value)
+            else:
+                config[key] = value
+    return config
+
+
+def bounded_data(item, limit: int = DATA_BYTES):
+    """``item`` as JSON of at most ``limit`` bytes: its last keys dropped until it fits, else
+    ``{"truncated": true}``."""
+    def size(value):
+        return len(json.dumps(value, default=str, ensure_ascii=False).encode())
+
+    if size(item) <= limit:
+        return item
+    if isinstance(item, dict):
+        kept = dict(item)
+        while len(kept) > 1:
+            kept.popitem()
+            if size({**kept, "truncated": True}) <= limit:
+                return {**kept, "truncated": True}
+    return {"truncated": True}
+
+
+def _text(value, length: int) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return bounds.clean_text(str(value), length)
+
+
+def _score(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def map_items(integration: Integration, config: dict, items: list) -> list[dict]:
+    """Upstream items as search items; an item that is not an object or has no id is left out."""
+    fields, mapped = config["fields"], []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        found = {name: dig(item, path) if path else None for name, path in fields.items()}
+        if _text(found.get("id"), 256) in (None, ""):
+            continue
+        mapped.append({
+            "integration_id": str(integration.pk), "integration_name": integration.name,
+            "provider": integration.provider.slug,
+            "entity": _text(found.get("entity"), 128),
+            "id": _text(found["id"], 256),
+            "title": _text(found.get("title"), 500),
+            "snippet": _text(found.get("snippet"), 1000),
+            "url": _text(found.get("url"), 2048),
+            "score": _score(found.get("score")),
+            "updated_at": _text(found.get("updated_at"), 64),
+            "data": bounded_data(item),
+        })
+    return mapped
+
+
+def ordered(items: list[dict]) -> list[dict]:
+    """Score first (highest first; none last), then ``updated_at`` (newest first; none last)."""
+    by_time = sorted(items, key=lambda item: item["updated_at"] or "", reverse=True)
+    return sorted(by_time, key=lambda item: (item["score"] is None, -(item["score"] or 0.0)))
+
+
+# --- who is searched -------------------------------------------------------------------------------------------
+
+
+def _usable(integration: Integration, user) -> tuple[bool, Credential | None]:
+    if integration.user_scoped:
+        if not getattr(user, "pk", None):  # an API key has no connection of its own
+            return False, None
+        credential = credential_of(integration, user)
+    else:
+        credential = credential_of(integration)
+    if integration.provider.auth_type == "none":
+        return True, credential
+    return credential is not None and credential.is_set, credential
+
+
+def searchable(tenant, user, ids: list[str] | None = None) -> tuple[list[tuple[Integration, Credential | None]], dict]:
+    """(integration, credential) pairs to ask, and ``NOT_SEARCHABLE`` errors for the ``ids`` named
+    that are not searchable by ``user`` in ``tenant``."""
+    rows = (Integration.objects.filter(tenant=tenant, deleted_at__isnull=True, search_enabled=True,
+                                       provider__supports_search=True)
+            .exclude(status=IntegrationStatus.DISABLED).select_related("provider").order_by("name", "pk"))
+    if ids is not None:
+        rows = rows.filter(pk__in=ids)
+    pairs = []
+    for integration in rows:
+        usable, credential = _usable(integration, user)
+        if usable:
+            pairs.append((integration, credential))
+    errors = {}
+    if ids is not None:
+        asked = {str(integration.pk) for integration, _ in pairs}
+        for named in ids:
+            if named not in asked:
+                errors[named] = {"code": NOT_SEARCHABLE,
+                                 "message": "No searchable integration of this tenant has this id."}
+    return pairs, errors
+
+
+# --- asking the upstreams --------------------------------------------------------------------------------------
+
+
+def _call(integration: Integration, credential: Credential | None, config: dict, request: SearchRequest,
+          timeout: float) -> dict | None:
+    url = endpoint_url(integration, config["endpoint"])
+    if not url:
+        return None
+    params = {name: value for name, value in request.params.items()}
+    params[config["query_param"]] = request.query
+    if config.get("limit_param"):
+        params[config["limit_param"]] = request.limit
+    if config.get("offset_param") and request.offset:
+        params[config["offset_param"]] = request.offset
+    if config.get("entity_param") and request.entities:
+        params[config["entity_param"]] = ",".join(request.entities)
+    options = adapters.request_options(integration, credential)
+    call = {"timeout": timeout, "retries": 0, **options}
+    if config["method"] == "POST":
+        call.update(method="POST", url=url, body=json.dumps(params).encode(),
+                    headers={**options["headers"], "Content-Type": "application/json"})
+    else:
+        call.update(method="GET", url=url + ("&" if "?" in url else "?") + urlencode(params))
+    call["headers"] = {**call["headers"], "Accept": "application/json"}
+    return call
+
+
+def _error(code: str, message: str) -> Searched:
+    return Searched(error={"code": code, "message": message})
+
+
+def _read(integration: Integration, config: dict, request: SearchRequest, outcome) -> Searched:
+    if isinstance(outcome, outbound.OutboundError):
+        return _error(outcome.code, bounds.clean_text(outcome.message, 300))
+    if outcome.status_code in (401, 403):
+        return _error("INVALID_CREDENTIALS", f"The API answered {outcome.status_code}: the credentials were refused.")
+    if not 200 <= outcome.status_code < 300:
+        return _error("UNEXPECTED_STATUS", f"The API answered {outcome.status_code}.")
+    try:
+        payload = outcome.json()
+    except ValueError:
+        return _error("UNEXPECTED_STATUS", "The API did not answer JSON.")
+    items = dig(payload, config["items_path"]) if config["items_path"] else payload
+    if not isinstance(items, list):
+        return _error("UNEXPECTED_STATUS", f"The answer has no list at {config['items_path'] or 'its root'!r}.")
+    mapped = [item for item in map_items(integration, config, items[: request.limit]) if request.in_range(item)]
+    total = dig(payload, config["total_path"]) if config.get("total_path") else None
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return Searched(items=mapped, total=total, has_more=request.offset + len(items) < total)
+    return Searched(items=mapped, total=request.offset + len(mapped), has_more=len(items) >= request.limit)
+
+
+def search_run(pairs: list[tuple[Integration, Credential | None]], request: SearchRequest) -> dict[str, Searched]:
+    """Ask every (integration, credential) at once; each integration's id → what it gave."""
+    deadline = time.monotonic() + settings.SEARCH_DEADLINE_SECONDS
+    found: dict[str, Searched] = {}
+    pending = [(integration, credential, search_config(integration)) for integration, credential in pairs]
+    for attempt in range(2):
+        remaining = deadline - time.monotonic()
+        calls, asked = [], []
+        for integration, credential, config in pending:
+            if remaining <= 0.05:
+                found[str(integration.pk)] = _error("TIMEOUT", "The search deadline passed.")
+                continue
+            call = _call(integration, credential, config, request, min(integration.timeout_seconds, remaining))
+            if call is None:
+                found[str(integration.pk)] = _error("NOT_CONFIGURED", "The integration has no api_base_url.")
+                continue
+            calls.append((integration, call))
+            asked.append((integration, credential, config))
+        outcomes = usage.metered_many(calls, concurrency=max(1, len(calls))) if calls else []
+        retry = []
+        for (integration, credential, config), outcome in zip(asked, outcomes, strict=True):
+            result = _read(integration, config, request, outcome)
+            fresh = None
+            if attempt == 0 and result.error and result.error["code"] == "INVALID_CREDENTIALS":
+                fresh = refresh_for_retry(credential)  # an OAuth2 token refreshed once, then asked again
+            if fresh is not None:
+                retry.append((integration, fresh, config))
+            else:
+                found[str(integration.pk)] = result
+        if not retry:
+            break
+        pending = retry
+    return found
+
+
+def search_answer(found: dict[str, Searched], errors: dict, took_ms: int, *, grouped: bool) -> dict:
+    """The answer's shape: ``results`` ordered, ``by_integration`` and ``by_entity`` when ``grouped``."""
+    errors = dict(errors)
+    items = []
+    for integration_id, part in found.items():
+        if part.error:
+            errors[integration_id] = part.error
+        else:
+            items.extend(part.items)
+    results = ordered(items)
+    answer = {
+        "results": results,
+        "total": sum(part.total for part in found.values() if not part.error),
+        "took": took_ms,
+        "has_more": any(part.has_more for part in found.values() if not part.error),
+    }
+    if grouped:
+        answer["by_integration"] = {integration_id: [i for i in results if i["integration_id"] == integration_id]
+                                    for integration_id, part in found.items() if not part.error}
+        by_entity: dict[str, list] = {}
+        for item in results:
+            by_entity.setdefault(item["entity"] or "", []).append(item)
+        answer["by_entity"] = by_entity
+    answer["errors"] = errors
+    return answer
+
+
+def search(*, tenant, user, request: SearchRequest, ids: list[str] | None = None, grouped: bool = True) -> dict:
+    """The whole search of DESIGN.md: who is searched, asked at once, the answer."""
+    started = time.monotonic()
+    pairs, errors = searchable(tenant, user, ids)
+    found = search_run(pairs, request)
+    return search_answer(found, errors, int((time.monotonic() - started) * 1000), grouped=grouped)
