@@ -1,4 +1,5 @@
 """Search across connected systems: the questions (query string or body) and the answers."""
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from catalog.validators import PARAM_NAME
@@ -6,6 +7,12 @@ from integrations_site.api.serializers import StrictFieldsMixin
 
 MAX_LIMIT = 50
 MAX_ENTITIES = 20
+ENTITY_NAME = RegexValidator(PARAM_NAME, "Not an entity name (1-64 letters, digits, _ . - [ ]).")
+
+
+def entity_list(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=64, validators=[ENTITY_NAME]),
+                                 max_length=MAX_ENTITIES, **kwargs)
 
 
 def _entities(value: list[str]) -> list[str]:
@@ -21,8 +28,9 @@ class SearchQuerySerializer(serializers.Serializer):
     """``GET /integrations/{id}/search``: ``?query=…&entities=a,b&limit=10&offset=0``."""
 
     query = serializers.CharField(min_length=1, max_length=256, trim_whitespace=True)
-    entities = serializers.CharField(required=False, allow_blank=True, default="",
-                                     help_text="Comma-separated entity names.")
+    entities = serializers.CharField(required=False, allow_blank=True, default="", max_length=1300,
+                                     validators=[RegexValidator(r"^[A-Za-z0-9_.\-\[\], ]*$")],
+                                     help_text="Comma-separated entity names (at most 20).")
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=10)
     offset = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
 
@@ -42,7 +50,7 @@ class DateRangeSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class SearchFiltersSerializer(StrictFieldsMixin, serializers.Serializer):
     date_range = DateRangeSerializer(required=False)
-    entity_types = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    entity_types = entity_list(required=False)
     custom_filters = serializers.DictField(required=False, help_text="Sent to each upstream as query parameters.")
 
     def validate_entity_types(self, value):
@@ -65,7 +73,7 @@ class GlobalSearchSerializer(StrictFieldsMixin, serializers.Serializer):
     query = serializers.CharField(min_length=1, max_length=256, trim_whitespace=True)
     integrations = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100,
                                          help_text="Only these integrations (default: every searchable one).")
-    entities = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    entities = entity_list(required=False)
     filters = SearchFiltersSerializer(required=False)
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=10, help_text="Per integration.")
     offset = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
