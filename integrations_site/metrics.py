@@ -38,6 +38,17 @@ HTTP_LATENCY = Histogram(
     "http_request_duration_seconds", "HTTP request latency by route.", ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+SEARCH_REQUESTS = Counter(
+    "search_requests_total", "Searches answered, by outcome: ok (every upstream answered), partial (some did not), "
+    "failed (none did), empty (nothing was searchable).", ["outcome"],
+)
+SEARCH_UPSTREAM_SECONDS = Histogram(
+    "search_upstream_seconds", "Time of each upstream search request.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+SEARCH_UPSTREAM_ERRORS = Counter(
+    "search_upstream_errors_total", "Upstream search requests that gave no items, by error code.", ["code"]
+)
 
 
 UNMATCHED = "unmatched"
@@ -199,11 +210,11 @@ def registry() -> CollectorRegistry:
 
 
 class _ProcessLocal:
-    """This process's HTTP metrics (when not in multiprocess mode)."""
+    """This process's counted metrics (when not in multiprocess mode)."""
 
     def collect(self):
-        yield from HTTP_REQUESTS.collect()
-        yield from HTTP_LATENCY.collect()
+        for metric in (HTTP_REQUESTS, HTTP_LATENCY, SEARCH_REQUESTS, SEARCH_UPSTREAM_SECONDS, SEARCH_UPSTREAM_ERRORS):
+            yield from metric.collect()
 
 
 def metrics_view(request):

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from catalog.validators import SEARCH_CONFIG_DEFAULTS
-from integrations_site import bounds, outbound
+from integrations_site import bounds, metrics, outbound
 
 from .. import adapters
 from ..choices import IntegrationStatus
@@ -260,6 +260,8 @@ def search_run(pairs: list[tuple[Integration, Credential | None]], request: Sear
         outcomes = usage.metered_many(calls, concurrency=max(1, len(calls))) if calls else []
         retry = []
         for (integration, credential, config), outcome in zip(asked, outcomes, strict=True):
+            if getattr(outcome, "elapsed_ms", None) is not None:
+                metrics.SEARCH_UPSTREAM_SECONDS.observe(outcome.elapsed_ms / 1000)
             result = _read(integration, config, request, outcome)
             fresh = None
             if attempt == 0 and result.error and result.error["code"] == "INVALID_CREDENTIALS":
@@ -298,6 +300,12 @@ def search_answer(found: dict[str, Searched], errors: dict, took_ms: int, *, gro
             by_entity.setdefault(item["entity"] or "", []).append(item)
         answer["by_entity"] = by_entity
     answer["errors"] = errors
+    for part in found.values():
+        if part.error:
+            metrics.SEARCH_UPSTREAM_ERRORS.labels(part.error["code"]).inc()
+    answered = sum(1 for part in found.values() if not part.error)
+    outcome = "empty" if not found else "ok" if answered == len(found) else "partial" if answered else "failed"
+    metrics.SEARCH_REQUESTS.labels(outcome).inc()
     return answer
 
 

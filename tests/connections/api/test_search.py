@@ -254,3 +254,26 @@ def test_the_search_family_is_rate_limited_per_tenant(api, settings):
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert [a["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
     assert_error(answers[2], 429, "RATE_LIMIT_EXCEEDED")
+
+
+def test_searches_and_upstream_errors_are_counted_in_metrics(api, client, tenant, searchy, upstream):
+    from tests.integrations_site.test_metrics import scrape
+
+    def value(samples, name, **labels):  # 0 before a first sample
+        return sum(v for lbl, v in samples.get(name, []) if all(lbl.get(k) == w for k, w in labels.items()))
+
+    upstream.expect_request("/ok/search").respond_with_json(hits(hit(1)))
+    upstream.expect_request("/bad/search").respond_with_data("oops", status=500)
+    searchable(tenant, searchy, upstream, "ok")
+    before = scrape(client)
+    assert api.post(SEARCH, {"query": "acme"}, format="json").json()["errors"] == {}
+    searchable(tenant, searchy, upstream, "bad")
+    assert api.post(SEARCH, {"query": "acme"}, format="json").status_code == 200
+    after = scrape(client)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("search_requests_total", outcome="ok") == 1 and grew("search_requests_total", outcome="partial") == 1
+    assert grew("search_upstream_errors_total", code="UNEXPECTED_STATUS") == 1
+    assert grew("search_upstream_seconds_count") == 3
