@@ -152,7 +152,7 @@ def ordered(items: list[dict]) -> list[dict]:
 # --- who is searched -------------------------------------------------------------------------------------------
 
 
-def _usable(integration: Integration, user) -> tuple[bool, Credential | None]:
+def usable_credential(integration: Integration, user) -> tuple[bool, Credential | None]:
     if integration.user_scoped:
         if not getattr(user, "pk", None):  # an API key has no connection of its own
             return False, None
@@ -174,7 +174,7 @@ def searchable(tenant, user, ids: list[str] | None = None) -> tuple[list[tuple[I
         rows = rows.filter(pk__in=ids)
     pairs = []
     for integration in rows:
-        usable, credential = _usable(integration, user)
+        usable, credential = usable_credential(integration, user)
         if usable:
             pairs.append((integration, credential))
     errors = {}
@@ -315,3 +315,4 @@ def search(*, tenant, user, request: SearchRequest, ids: list[str] | None = None
     pairs, errors = searchable(tenant, user, ids)
     found = search_run(pairs, request)
     return search_answer(found, errors, int((time.monotonic() - started) * 1000), grouped=grouped)
+

@@ -70,6 +70,13 @@ class UrlNotAllowed(ApiError):
     default_detail = "That URL is not allowed."
 
 
+class UpstreamFailed(ApiError):
+    """The integration's API did not give a usable answer: 502, ``CONNECTION_FAILED`` or ``INVALID_CREDENTIALS``."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    code = "CONNECTION_FAILED"
+
+
 class LimitExceeded(ApiError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     code = "LIMIT_EXCEEDED"

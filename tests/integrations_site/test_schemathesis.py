@@ -71,14 +71,15 @@ allow-x00 = false
 #   (the scheme is in the body, or stored);
 # - integrations_search_retrieve, search_create: at most 20 entities, each a name of 1-64 letters, digits or
 #   _ . - [ ] (comma-separated in the query string), and custom_filters keys are parameter names (OpenAPI 3.0
-#   cannot state a pattern of an object's keys).
+#   cannot state a pattern of an object's keys);
+# - integrations_widgets_data_retrieve: the entity, its fields and its filters are those the provider declares.
 [[operations]]
 include-operation-id = [
     "admin_providers_test_create", "admin_providers_create", "admin_providers_partial_update", "api_keys_create",
     "integrations_create", "integrations_update", "integrations_partial_update",
     "integrations_connect_oauth_create", "me_integrations_connect_oauth_create",
     "integrations_credentials_update", "integrations_credentials_partial_update",
-    "integrations_search_retrieve", "search_create",
+    "integrations_search_retrieve", "search_create", "integrations_widgets_data_retrieve",
     "integrations_usage_retrieve", "oauth_callback_retrieve",
     "webhooks_create", "webhooks_rotate_secret_create",
 ]

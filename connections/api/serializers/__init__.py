@@ -43,6 +43,8 @@ from .search import (
     GlobalSearchSerializer,
     SearchAnswerSerializer,
     SearchQuerySerializer,
+    WidgetDataQuerySerializer,
+    WidgetDataSerializer,
 )
 from .statuses import ExternalStatusSerializer, PollResultSerializer, QueuedPollSerializer, StatusChangeSerializer
 from .usage import LimitsSerializer, UsageDaySerializer, UsageQuerySerializer, UsageSerializer, UsedLimitSerializer
@@ -55,6 +57,7 @@ __all__ = [
     "CredentialOutSerializer", "CredentialPatchResultSerializer", "CredentialPatchSerializer",
     "CredentialSummarySerializer", "CustomCredentialSerializer", "DisconnectSerializer", "ExternalStatusSerializer",
     "GlobalSearchAnswerSerializer", "GlobalSearchSerializer", "SearchAnswerSerializer", "SearchQuerySerializer",
+    "WidgetDataQuerySerializer", "WidgetDataSerializer",
     "HealthSerializer", "IntegrationSerializer", "LimitsSerializer", "MeConnectionSerializer",
     "OAuth2CredentialSerializer", "PollResultSerializer", "QueuedCheckSerializer", "QueuedPollSerializer",
     "StatusChangeSerializer", "UsageDaySerializer", "UsageQuerySerializer", "UsageSerializer", "UsedLimitSerializer",

@@ -112,3 +112,48 @@ class SearchAnswerSerializer(serializers.Serializer):
 class GlobalSearchAnswerSerializer(SearchAnswerSerializer):
     by_integration = serializers.DictField(child=SearchItemSerializer(many=True))
     by_entity = serializers.DictField(child=SearchItemSerializer(many=True))
+
+
+class WidgetDataQuerySerializer(serializers.Serializer):
+    """``GET /integrations/{id}/widgets/data``: the entity, its declared fields and filter params only.
+
+    ``context["entities"]`` is the provider's ``entity_config``."""
+
+    entity = serializers.CharField(max_length=64)
+    fields = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+                                   help_text="Comma-separated declared fields (default: all of them).")
+    filters = serializers.JSONField(required=False, default=dict,
+                                    help_text='A JSON object of the entity\'s filter params, e.g. {"status": "open"}.')
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+    def validate(self, attrs):
+        config = (self.context.get("entities") or {}).get(attrs["entity"])
+        if not isinstance(config, dict):
+            known = ", ".join(sorted(self.context.get("entities") or {})) or "none"
+            raise serializers.ValidationError({"entity": [f"Unknown entity. This integration has: {known}."]})
+        declared = list(config.get("fields") or [])
+        asked = [name.strip() for name in attrs["fields"].split(",") if name.strip()] or declared
+        unknown = [name for name in asked if name not in declared]
+        if unknown:
+            raise serializers.ValidationError({"fields": [f"Not declared for {attrs['entity']}: "
+                                                          f"{', '.join(unknown)}. Declared: {', '.join(declared)}."]})
+        filters = attrs["filters"]
+        if not isinstance(filters, dict):
+            raise serializers.ValidationError({"filters": ["Must be a JSON object."]})
+        allowed = set(config.get("filter_params") or [])
+        refused = sorted(set(filters) - allowed)
+        if refused:
+            raise serializers.ValidationError({"filters": [f"Not a filter of {attrs['entity']}: {', '.join(refused)}."
+                                                           f" Allowed: {', '.join(sorted(allowed)) or 'none'}."]})
+        for name, value in filters.items():
+            if not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
+                raise serializers.ValidationError({"filters": [f"{name}: a string, number or boolean."]})
+        return {**attrs, "fields": list(dict.fromkeys(asked))}
+
+
+class WidgetDataSerializer(serializers.Serializer):
+    data = serializers.ListField(child=serializers.DictField())
+    total = serializers.IntegerField()
+    entity = serializers.CharField()
+    fetched_at = serializers.DateTimeField()
+    cached = serializers.BooleanField()

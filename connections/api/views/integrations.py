@@ -14,6 +14,7 @@ from integrations_site.api.errors import (
     LimitExceeded,
     NotFoundError,
     ProviderNotFound,
+    UpstreamFailed,
     UrlNotAllowed,
     ValidationFailed,
 )
@@ -25,7 +26,7 @@ from integrations_site.api.viewsets import TenantScopedViewSet
 from ... import selectors, services
 from ...choices import CheckError
 from ...filters import IntegrationFilter
-from ...services import checks, oauth, polling, queueing, usage
+from ...services import checks, oauth, polling, queueing, usage, widgets
 from ...services import search as search_service
 from ...services.statuses import PollError
 from ..serializers import (
@@ -51,6 +52,8 @@ from ..serializers import (
     UsageDaySerializer,
     UsageQuerySerializer,
     UsageSerializer,
+    WidgetDataQuerySerializer,
+    WidgetDataSerializer,
     WidgetStatusSerializer,
     connection_data,
     credential_out,
@@ -80,6 +83,7 @@ class IntegrationViewSet(
         "disconnect": "connections",
         "widget_status": "widgets",
         "widget_activity": "widgets",
+        "widget_data": "widgets",
         "search": "search",
     }
 
@@ -112,6 +116,7 @@ class IntegrationViewSet(
         "widget_status": "integrations.read",
         "widget_activity": "integrations.read",
         "search": "integrations.read",
+        "widget_data": "integrations.read",
     }
 
     def _fresh(self, integration):
@@ -327,6 +332,21 @@ class IntegrationViewSet(
                                        request=search_request(query.validated_data), ids=[str(integration.pk)],
                                        grouped=False)
         return Response(answer)
+
+    @extend_schema(parameters=[WidgetDataQuerySerializer],
+                   responses={200: WidgetDataSerializer, 400: ErrorEnvelopeSerializer, 502: OpenApiResponse(
+                       ErrorEnvelopeSerializer, description="The API failed: CONNECTION_FAILED, INVALID_CREDENTIALS.")})
+    @action(detail=True, methods=["get"], url_path="widgets/data")
+    def widget_data(self, request, pk=None):
+        """Live entities of the integration's system, the declared fields only; cached for a few seconds."""
+        integration = self.get_object()
+        query = WidgetDataQuerySerializer(data=request.query_params,
+                                          context={"entities": integration.provider.entity_config})
+        query.is_valid(raise_exception=True)
+        try:
+            return Response(widgets.widget_data(integration, request.user, widgets.WidgetQuery(**query.validated_data)))
+        except widgets.WidgetDataFailed as failed:
+            raise UpstreamFailed(failed.message, code=failed.code) from None
 
     @extend_schema(responses={200: ConnectionSerializer})
     @action(detail=True, methods=["get"])

@@ -277,3 +277,82 @@ def test_searches_and_upstream_errors_are_counted_in_metrics(api, client, tenant
     assert grew("search_requests_total", outcome="ok") == 1 and grew("search_requests_total", outcome="partial") == 1
     assert grew("search_upstream_errors_total", code="UNEXPECTED_STATUS") == 1
     assert grew("search_upstream_seconds_count") == 3
+
+
+# --- widget data ----------------------------------------------------------------------------------------------
+
+ENTITIES = {"Account": {"endpoint": "/accounts", "items_path": "data", "total_path": "meta.total",
+                        "fields": ["id", "name", "owner.email"], "filter_params": ["status", "region"]}}
+
+
+@pytest.fixture
+def widgety(db):
+    return ProviderFactory(slug="widgety", name="Widgety", auth_type="bearer", entity_config=ENTITIES)
+
+
+def widget_url(integration, **params):
+    from urllib.parse import urlencode
+
+    return f"{URL}{integration.pk}/widgets/data?{urlencode(params)}"
+
+
+def accounts(n: int):
+    return {"data": [{"id": f"a{k}", "name": f"Account {k}", "owner": {"email": f"o{k}@x.example.com"},
+                      "secret_note": "not for widgets"} for k in range(n)], "meta": {"total": 42}}
+
+
+def test_widget_data_passes_declared_fields_and_filters_only_and_is_cached(api, tenant, widgety, upstream, settings):
+    settings.WIDGET_DATA_CACHE_SECONDS = 30
+    seen = []
+
+    def answer(request):
+        seen.append((dict(request.args), request.headers.get("Authorization")))
+        return Response(json.dumps(accounts(3)), content_type="application/json")
+
+    upstream.expect_request("/w/accounts").respond_with_handler(answer)
+    integration = searchable(tenant, widgety, upstream, "w")
+    url = widget_url(integration, entity="Account", fields="id,owner.email", filters='{"status": "open"}', limit=2)
+    first = api.get(url)
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["data"] == [{"id": "a0", "owner.email": "o0@x.example.com"},
+                            {"id": "a1", "owner.email": "o1@x.example.com"}]
+    assert body["total"] == 42 and body["entity"] == "Account" and body["cached"] is False and body["fetched_at"]
+    assert seen == [({"status": "open", "limit": "2"}, f"Bearer {TOKEN}")]
+    again = api.get(url).json()
+    assert again["cached"] is True and again["data"] == body["data"] and len(seen) == 1
+    other = api.get(widget_url(integration, entity="Account", limit=1)).json()  # another query: asked again
+    assert other["data"] == [{"id": "a0", "name": "Account 0", "owner.email": "o0@x.example.com"}] and len(seen) == 2
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({}, "entity"),
+    ({"entity": "Invoice"}, "entity"),
+    ({"entity": "Account", "fields": "id,secret_note"}, "fields"),
+    ({"entity": "Account", "filters": '{"owner": "me"}'}, "filters"),
+    ({"entity": "Account", "filters": "[1]"}, "filters"),
+    ({"entity": "Account", "filters": "not json"}, "filters"),
+    ({"entity": "Account", "filters": '{"status": {"in": [1]}}'}, "filters"),
+    ({"entity": "Account", "limit": 101}, "limit"),
+    ({"entity": "Account", "limit": 0}, "limit"),
+])
+def test_bad_widget_data_input_is_400_naming_the_field(api, tenant, widgety, upstream, params, field):
+    integration = searchable(tenant, widgety, upstream, "w")
+    error = assert_error(api.get(widget_url(integration, **params)), 400, "VALIDATION_ERROR")
+    assert field in error["details"]
+    assert upstream.log == []
+
+
+def test_widget_data_upstream_failures_are_502_and_another_tenants_integration_is_404(
+    api, tenant, other_tenant, widgety, upstream, settings
+):
+    settings.WIDGET_DATA_CACHE_SECONDS = 30
+    upstream.expect_request("/down/accounts").respond_with_data("oops", status=500)
+    upstream.expect_request("/denied/accounts").respond_with_data("no", status=401)
+    down, denied = searchable(tenant, widgety, upstream, "down"), searchable(tenant, widgety, upstream, "denied")
+    assert_error(api.get(widget_url(down, entity="Account")), 502, "CONNECTION_FAILED")
+    assert_error(api.get(widget_url(denied, entity="Account")), 502, "INVALID_CREDENTIALS")
+    assert_error(api.get(widget_url(down, entity="Account")), 502, "CONNECTION_FAILED")  # a failure is not cached
+    assert len([entry for entry in upstream.log if entry[0].path == "/down/accounts"]) == 2
+    theirs = searchable(other_tenant, widgety, upstream, "theirs")
+    assert api.get(widget_url(theirs, entity="Account")).status_code == 404
