@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .routing import Route, json_response
+from .routing import Response, Route, json_response
 
 INVENTORY_KEY_HEADER = "X-API-Key"
 INVENTORY_API_KEY = "demo-inventory-key-5b0c7e21f4"
@@ -35,6 +35,14 @@ INVENTORY_STATUSES = ("in_stock", "reserved", "on_hold", "sold", UNKNOWN_STATUS,
 INVENTORY_ITEMS = ("Espresso machine", "Grinder", "Milk frother", "Kettle", "Scale", "Tamper")
 PAYMENT_STATUSES = ("pending", "completed", "on_hold", "closed")
 PAYMENT_ITEMS = ("Order 2001", "Order 2002", "Order 2003", "Order 2004")
+SHIPMENTS = (
+    {"id": "SHP-001", "carrier": "Demo Post", "status": "in_transit"},
+    {"id": "SHP-002", "carrier": "Demo Freight", "status": "delivered"},
+)
+CONTACTS = (
+    {"id": "C-1", "name": "Ada Lovelace", "company": "Analytical Engines"},
+    {"id": "C-2", "name": "Grace Hopper", "company": "Compilers Inc."},
+)
 
 
 class StatusFeed:
@@ -138,6 +146,30 @@ def _now() -> str:
     return datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+def search_answer(request, items: list[dict], entity: str, link: str) -> Response:
+    """What a search endpoint of a service answers: the items whose name or status holds ``q``
+    (case-insensitive), best match first, ``limit`` of them after ``offset``; ``type`` (comma-separated
+    entities) leaves out other entities. The field names are the hub's defaults (search_config)."""
+    query = request.query.get("q", "").strip().casefold()
+    wanted = {t for t in request.query.get("type", "").split(",") if t}
+    try:
+        limit = max(1, min(50, int(request.query.get("limit", "10"))))
+        offset = max(0, int(request.query.get("offset", "0")))
+    except ValueError:
+        return json_response({"error": "limit and offset are numbers"}, status=400)
+    found = []
+    for item in items:
+        name, status = item["name"].casefold(), str(item.get("status", "")).casefold()
+        if (wanted and entity not in wanted) or (query and query not in name and query not in status):
+            continue
+        score = 1.0 if name.startswith(query) else 0.8 if query in name else 0.5
+        found.append({"id": item["id"], "name": item["name"], "description": f"{item['name']}: {status or 'n/a'}",
+                      "url": f"{link}/{item['id']}", "type": entity, "updated_at": item.get("updated_at"),
+                      "score": score})
+    found.sort(key=lambda item: -item["score"])
+    return json_response({"results": found[offset:offset + limit], "total": len(found)})
+
+
 def routes(upstream) -> dict:
     """The REST routes; ``upstream`` holds the feeds."""
     def health(request):
@@ -151,14 +183,24 @@ def routes(upstream) -> dict:
         return json_response({"items": items, "total": len(items)})
 
     def payments_charges(request):
-        items = upstream.payments.items()
-        return json_response({"data": items, "total": len(items)})
+        items = [item for item in upstream.payments.items()
+                 if not request.query.get("status") or item["status"] == request.query["status"]]
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return json_response({"error": "limit is a number"}, status=400)
+        return json_response({"data": items[:limit], "total": len(items)})
+
+    def payments_search(request):
+        return search_answer(request, upstream.payments.items(), "charges", "https://payments.demo.example/charges")
 
     def shipments(request):
-        return json_response({"results": [
-            {"id": "SHP-001", "carrier": "Demo Post", "status": "in_transit"},
-            {"id": "SHP-002", "carrier": "Demo Freight", "status": "delivered"},
-        ]})
+        return json_response({"results": SHIPMENTS})
+
+    def shipping_search(request):
+        items = [{"id": s["id"], "name": f"{s['id']} by {s['carrier']}", "status": s["status"], "updated_at": _now()}
+                 for s in SHIPMENTS]
+        return search_answer(request, items, "shipments", "https://shipping.demo.example/track")
 
     def crm_me(request):
         claims = request.auth
@@ -166,10 +208,11 @@ def routes(upstream) -> dict:
                               "scopes": claims["sc"].split()})
 
     def crm_contacts(request):
-        return json_response({"results": [
-            {"id": "C-1", "name": "Ada Lovelace", "company": "Analytical Engines"},
-            {"id": "C-2", "name": "Grace Hopper", "company": "Compilers Inc."},
-        ], "total": 2})
+        return json_response({"results": CONTACTS, "total": len(CONTACTS)})
+
+    def crm_search(request):
+        items = [{"id": c["id"], "name": c["name"], "status": c["company"], "updated_at": _now()} for c in CONTACTS]
+        return search_answer(request, items, "contacts", "https://crm.demo.example/contacts")
 
     return {
         ("GET", "/health"): Route(health),
@@ -177,8 +220,11 @@ def routes(upstream) -> dict:
         ("GET", "/inventory/items"): Route(inventory_items, auth="api_key"),
         ("GET", "/payments/ping"): Route(ping("payments"), auth="bearer"),
         ("GET", "/payments/charges"): Route(payments_charges, auth="bearer"),
+        ("GET", "/payments/search"): Route(payments_search, auth="bearer"),
         ("GET", "/shipping/ping"): Route(ping("shipping"), auth="basic"),
         ("GET", "/shipping/shipments"): Route(shipments, auth="basic"),
+        ("GET", "/shipping/search"): Route(shipping_search, auth="basic"),
         ("GET", "/crm/me"): Route(crm_me, auth="oauth"),
         ("GET", "/crm/contacts"): Route(crm_contacts, auth="oauth"),
+        ("GET", "/crm/search"): Route(crm_search, auth="oauth"),
     }

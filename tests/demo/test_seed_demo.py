@@ -301,3 +301,25 @@ def test_the_oauth_demo_connect_flow_completes_over_http(seeded, upstream, setti
     disconnected = api.post(f"/api/v1/integrations/{crm.pk}/disconnect")
     assert disconnected.status_code == 200 and disconnected.json()["revoked_at_provider"] is True
     assert call(upstream.url("/crm/me"), headers=bearer(access)).status == 401
+
+
+def test_the_demo_search_and_widget_data_answer_from_the_upstream(seeded):
+    from connections.services import search as search_service
+    from connections.services import widgets
+
+    tenant = Tenant.objects.get(slug="demo")
+    answer = search_service.search(tenant=tenant, user=None, request=search_service.SearchRequest(query="order"))
+    assert answer["errors"] == {}
+    names = {item["integration_name"] for item in answer["results"]}
+    assert names == {"Demo payments"} and len(answer["results"]) == 4  # the four payments are orders
+    assert {item["entity"] for item in answer["results"]} == {"charges"}
+    assert all(item["title"].startswith("Order") and item["url"] for item in answer["results"])
+    shipped = search_service.search(tenant=tenant, user=None, request=search_service.SearchRequest(query="demo"))
+    assert {item["integration_name"] for item in shipped["results"]} == {"Demo shipping"}
+    # The CRM is not connected yet: not searched, and named it is NOT_SEARCHABLE.
+    named = search_service.search(tenant=tenant, user=None, request=search_service.SearchRequest(query="ada"),
+                                  ids=[str(seeded["Demo CRM"].pk)])
+    assert named["errors"][str(seeded["Demo CRM"].pk)]["code"] == "NOT_SEARCHABLE"
+    charges = widgets.widget_data(seeded["Demo payments"], None, widgets.WidgetQuery(
+        entity="charges", fields=["id", "status"], filters={}, limit=2))
+    assert len(charges["data"]) == 2 and set(charges["data"][0]) == {"id", "status"} and charges["total"] == 4

@@ -66,6 +66,9 @@ def demo_providers(upstream: str) -> list[dict]:
                            "delivered as webhooks every few seconds.",
             "capabilities": ["payments", "webhooks"], "supported_sync_directions": ["inbound"],
             "supports_webhooks": True, "available_entities": ["charges"],
+            **demo_search("/payments/search", ["charges"], {"charges": {
+                "endpoint": "/payments/charges", "items_path": "data", "total_path": "total",
+                "fields": ["id", "name", "status", "updated_at"], "filter_params": ["status"]}}),
             "default_api_base_url": upstream, "default_test_endpoint": "/payments/ping",
             "default_status_mapping": CANONICAL_STATUS_MAPPING,
             "default_webhook_signature_scheme": "standard_webhooks", "icon": "mdi:credit-card", "color": "#059669",
@@ -75,6 +78,9 @@ def demo_providers(upstream: str) -> list[dict]:
             "description": "The demo upstream's shipments API, behind HTTP Basic.",
             "capabilities": ["shipments"], "supported_sync_directions": ["inbound"],
             "available_entities": ["shipments"],
+            **demo_search("/shipping/search", ["shipments"], {"shipments": {
+                "endpoint": "/shipping/shipments", "items_path": "results",
+                "fields": ["id", "carrier", "status"], "filter_params": []}}),
             "default_api_base_url": upstream, "default_test_endpoint": "/shipping/ping",
             "icon": "mdi:truck", "color": "#D97706",
         },
@@ -84,11 +90,23 @@ def demo_providers(upstream: str) -> list[dict]:
                            "rotating refresh tokens) through its own authorization server.",
             "capabilities": ["contacts"], "supported_sync_directions": ["inbound"], "supports_oauth": True,
             "available_entities": ["contacts"],
+            **demo_search("/crm/search", ["contacts"], {"contacts": {
+                "endpoint": "/crm/contacts", "items_path": "results", "total_path": "total",
+                "fields": ["id", "name", "company"], "filter_params": []}}),
             "oauth_config": demo_oauth_config(upstream),
             "default_api_base_url": upstream, "default_test_endpoint": "/crm/me",
             "icon": "mdi:account-group", "color": "#7C3AED",
         },
     ]
+
+
+def demo_search(endpoint: str, entities: list[str], entity_config: dict) -> dict:
+    """A demo provider's search (the hub's default field names, which the upstream answers in) and widget data."""
+    return {"supports_search": True, "searchable_entities": entities, "search_config": {"endpoint": endpoint},
+            "entity_config": entity_config}
+
+
+SEARCH_KEYS = ("supports_search", "searchable_entities", "search_config", "entity_config")
 
 
 def demo_oauth_config(upstream: str) -> dict:
@@ -119,18 +137,20 @@ def demo_integrations(upstream: str) -> list[dict]:
             "provider": demo.PAYMENTS_PROVIDER, "credential": ("bearer", {"token": demo.PAYMENTS_TOKEN}),
             "data": {"name": "Demo payments", "description": "Payment statuses, delivered by signed webhooks.",
                      "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/payments/ping",
-                     "update_method": "webhook", "status_mapping": CANONICAL_STATUS_MAPPING},
+                     "update_method": "webhook", "status_mapping": CANONICAL_STATUS_MAPPING, "search_enabled": True},
         },
         {
             "provider": "demo-shipping", "credential": ("basic", {"username": demo.SHIPPING_USERNAME,
                                                                  "password": demo.SHIPPING_PASSWORD}),
             "data": {"name": "Demo shipping", "description": "Shipments from the demo upstream (HTTP Basic).",
-                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/shipping/ping"},
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/shipping/ping",
+                     "search_enabled": True},
         },
         {
             "provider": "demo-crm", "credential": None,
             "data": {"name": "Demo CRM", "description": "Connect it with OAuth: POST …/connect/oauth, then a browser.",
-                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/crm/me"},
+                     "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/crm/me",
+                     "search_enabled": True},
         },
     ]
 
@@ -189,6 +209,8 @@ class Command(BaseCommand):
             changes = {}
             if provider.default_api_base_url != upstream:
                 changes["default_api_base_url"] = upstream
+            changes.update({key: data[key] for key in SEARCH_KEYS
+                            if key in data and getattr(provider, key) != data[key]})
             wanted = data.get("oauth_config")
             if wanted and (provider.oauth_config != {k: v for k, v in wanted.items() if k != "client_secret"}
                            or provider.oauth_client_secret != wanted["client_secret"]):
@@ -246,6 +268,8 @@ class Command(BaseCommand):
             integration = integration_create(actor=SYSTEM, tenant=tenant, provider=provider, data=data)
         elif integration.api_base_url.rstrip("/") != upstream:
             integration = integration_update(actor=SYSTEM, integration=integration, data=data)
+        elif data.get("search_enabled") and not integration.search_enabled:  # seeded before search existed
+            integration = integration_update(actor=SYSTEM, integration=integration, data={"search_enabled": True})
         if spec["credential"] is not None:
             credential = credential_of(integration)
             if credential is None or not credential.is_set:
@@ -301,3 +325,6 @@ class Command(BaseCommand):
         out.write(f"    POST {hub}/api/v1/integrations/{crm.pk}/connect/oauth "
                   f'{{"return_url": "{hub}/"}}  (as demo-admin)')
         out.write("    then open the answer's authorization_url in a browser and press Allow.")
+        out.write(f"  Search them all: POST {hub}/api/v1/search {{\"query\": \"order\"}}  (payments, shipping, and the "
+                  "CRM once connected)")
+        out.write(f"  Widget data: GET {hub}/api/v1/integrations/{payments.pk}/widgets/data?entity=charges")
