@@ -567,3 +567,19 @@ def test_the_openapi_document_describes_the_callback_and_the_request_bodies(open
     assert {"user_id", "username", "connected", "scopes"} <= set(user_row)
     assert not {"payload", "access_token", "refresh_token"} & set(user_row)
     assert "type" in props(openapi, "CredentialPatchRequest")
+
+
+def test_a_search_answered_401_refreshes_the_token_once_and_asks_again(admin_client_api, oauth_integration,
+                                                                         oauth_server):
+    connect(admin_client_api, oauth_integration, oauth_server)
+    oauth_integration.provider.supports_search = True
+    oauth_integration.provider.save()
+    Integration.objects.filter(pk=oauth_integration.pk).update(
+        search_enabled=True, settings={"search": {"endpoint": "/api/ping", "items_path": "items"}})
+    old = dict(tenant_credential(oauth_integration).payload)
+    oauth_server.expire_access_tokens()
+    answer = admin_client_api.get(url(oauth_integration, "search") + "?query=anything")
+    assert answer.status_code == 200 and answer.json()["errors"] == {}, answer.content
+    assert [item["id"] for item in answer.json()["results"]] == ["1", "2"]
+    assert oauth_server.pings == [401, 200] and len(oauth_server.refresh_calls()) == 1
+    assert tenant_credential(oauth_integration).payload["access_token"] != old["access_token"]

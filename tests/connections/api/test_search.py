@@ -356,3 +356,22 @@ def test_widget_data_upstream_failures_are_502_and_another_tenants_integration_i
     assert len([entry for entry in upstream.log if entry[0].path == "/down/accounts"]) == 2
     theirs = searchable(other_tenant, widgety, upstream, "theirs")
     assert api.get(widget_url(theirs, entity="Account")).status_code == 404
+
+
+def test_an_integration_past_its_hard_limit_is_skipped_with_limit_exceeded_and_searches_are_counted(
+    api, tenant, searchy, upstream
+):
+    from connections.services import usage
+
+    upstream.expect_request("/capped/search").respond_with_json(hits(hit(1)))
+    upstream.expect_request("/counted/search").respond_with_json(hits(hit(2)))
+    capped = searchable(tenant, searchy, upstream, "capped", limit_requests_per_minute=1)
+    counted = searchable(tenant, searchy, upstream, "counted")
+    first = api.post(SEARCH, {"query": "acme"}, format="json").json()
+    assert first["errors"] == {} and len(first["results"]) == 2
+    second = api.post(SEARCH, {"query": "acme"}, format="json").json()
+    assert second["errors"][str(capped.pk)]["code"] == "LIMIT_EXCEEDED"
+    assert [item["integration_id"] for item in second["results"]] == [str(counted.pk)]
+    assert [entry[0].path for entry in upstream.log].count("/capped/search") == 1
+    usage.flush()
+    assert usage.requests_this_minute(counted) == 2
