@@ -1,7 +1,10 @@
-"""Integrations in the admin: config by group, state read-only, lifecycle, test and poll actions."""
+"""Integrations in the admin: config by group, state read-only, lifecycle, test, poll and try-search actions."""
 from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
@@ -11,6 +14,7 @@ from .. import adapters, services
 from ..models import CONFIG_FIELDS, ConnectionCheck, Integration
 from ..selectors import credential_of, has_tenant_credential
 from ..services import queueing
+from ..services import search as search_service
 from .versions import ConfigVersionInline
 
 INTEGRATION_FIELDS = {f.name for f in Integration._meta.get_fields()}
@@ -76,6 +80,12 @@ class IntegrationAdminForm(forms.ModelForm):
         return cleaned
 
 
+class TrySearchForm(forms.Form):
+    query = forms.CharField(max_length=256)
+    entities = forms.CharField(required=False, max_length=1300, help_text="Comma-separated, optional.")
+    limit = forms.IntegerField(min_value=1, max_value=50, initial=10, required=False)
+
+
 @admin.register(Integration)
 class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
@@ -89,7 +99,8 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     autocomplete_fields = ("tenant", "provider")
     date_hierarchy = "created_at"
     inlines = (ConfigVersionInline,)
-    actions = ("enable_selected", "disable_selected", "test_connection", "poll_statuses")
+    actions = ("enable_selected", "disable_selected", "test_connection", "poll_statuses", "try_search")
+    change_form_template = "admin/connections/integration/change_form.html"
     service_object_kwarg = "integration"
     state_fields = (
         "status", "health_state", "health_checked_at", "consecutive_failures", "last_success_at",
@@ -234,6 +245,43 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 request, f"Not polled, no status endpoint: {', '.join(missing)}.", messages.WARNING
             )
         self._report_deleted(request, sum(1 for i in selected if i.is_deleted))
+
+    @admin.action(description="Try search")
+    def try_search(self, request, queryset):
+        """Opens the search page of the one integration selected."""
+        selected = list(queryset[:2])
+        if len(selected) != 1:
+            self.message_user(request, "Select one integration to try its search.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:connections_integration_try_search", args=[selected[0].pk]))
+
+    def get_urls(self):
+        try_search = path("<path:object_id>/try-search/", self.admin_site.admin_view(self.try_search_view),
+                          name="connections_integration_try_search")
+        return [try_search, *super().get_urls()]
+
+    def try_search_view(self, request, object_id):
+        """The integration's search, as a tenant's would ask it, with the answer mapped."""
+        integration = self.get_object(request, object_id)
+        if integration is None or integration.is_deleted:
+            raise Http404("No such integration.")
+        if not self.has_change_permission(request, integration):
+            raise PermissionDenied
+        form = TrySearchForm(request.GET or None)
+        answer = None
+        if form.is_valid():
+            entities = [e.strip() for e in form.cleaned_data["entities"].split(",") if e.strip()]
+            answer = search_service.search(
+                tenant=integration.tenant, user=request.user, ids=[str(integration.pk)], grouped=False,
+                request=search_service.SearchRequest(query=form.cleaned_data["query"], entities=entities,
+                                                     limit=form.cleaned_data["limit"] or 10),
+            )
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": integration,
+            "title": f"Try search: {integration}", "form": form, "answer": answer,
+            "errors": list(answer["errors"].values()) if answer else [],
+        }
+        return TemplateResponse(request, "admin/connections/integration/try_search.html", context)
 
     def _report_deleted(self, request, count: int) -> None:
         if count:
