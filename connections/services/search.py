@@ -22,7 +22,6 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from catalog.validators import SEARCH_CONFIG_DEFAULTS
 from integrations_site import bounds, metrics, outbound
 
 from .. import adapters
@@ -32,9 +31,7 @@ from ..selectors import credential_of
 from . import usage
 from .oauth import refresh_for_retry
 from .probes import endpoint_url
-from .statuses import dig
 
-DATA_BYTES = 4096
 NOT_SEARCHABLE = "NOT_SEARCHABLE"
 
 
@@ -73,74 +70,8 @@ class Searched:
 
 
 def search_config(integration: Integration) -> dict:
-    """The defaults, then the provider's ``search_config``, then the integration's ``settings.search``
-    (``fields`` merged key by key)."""
-    config = {**SEARCH_CONFIG_DEFAULTS, "fields": dict(SEARCH_CONFIG_DEFAULTS["fields"])}
-    overrides = (integration.settings or {}).get("search") if isinstance(integration.settings, dict) else None
-    for source in (integration.provider.search_config or {}, overrides or {}):
-        for key, value in source.items():
-            if key == "fields":
-                config["fields"].update(value)
-            else:
-                config[key] = value
-    return config
-
-
-def bounded_data(item, limit: int = DATA_BYTES):
-    """``item`` as JSON of at most ``limit`` bytes: its last keys dropped until it fits, else
-    ``{"truncated": true}``."""
-    def size(value):
-        return len(json.dumps(value, default=str, ensure_ascii=False).encode())
-
-    if size(item) <= limit:
-        return item
-    if isinstance(item, dict):
-        kept = dict(item)
-        while len(kept) > 1:
-            kept.popitem()
-            if size({**kept, "truncated": True}) <= limit:
-                return {**kept, "truncated": True}
-    return {"truncated": True}
-
-
-def _text(value, length: int) -> str | None:
-    if value is None or isinstance(value, dict | list):
-        return None
-    return bounds.clean_text(str(value), length)
-
-
-def _score(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
-def map_items(integration: Integration, config: dict, items: list) -> list[dict]:
-    """Upstream items as search items; an item that is not an object or has no id is left out."""
-    fields, mapped = config["fields"], []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        found = {name: dig(item, path) if path else None for name, path in fields.items()}
-        if _text(found.get("id"), 256) in (None, ""):
-            continue
-        mapped.append({
-            "integration_id": str(integration.pk), "integration_name": integration.name,
-            "provider": integration.provider.slug,
-            "entity": _text(found.get("entity"), 128),
-            "id": _text(found["id"], 256),
-            "title": _text(found.get("title"), 500),
-            "snippet": _text(found.get("snippet"), 1000),
-            "url": _text(found.get("url"), 2048),
-            "score": _score(found.get("score")),
-            "updated_at": _text(found.get("updated_at"), 64),
-            "data": bounded_data(item),
-        })
-    return mapped
+    """The integration's search configuration, as its provider's adapter reads it."""
+    return adapters.search_adapter(integration.provider).config(integration)
 
 
 def ordered(items: list[dict]) -> list[dict]:
@@ -192,20 +123,13 @@ def searchable(tenant, user, ids: list[str] | None = None) -> tuple[list[tuple[I
 
 def _call(integration: Integration, credential: Credential | None, config: dict, request: SearchRequest,
           timeout: float) -> dict | None:
-    url = endpoint_url(integration, config["endpoint"])
+    method, endpoint, params = adapters.search_adapter(integration.provider).query(config, request)
+    url = endpoint_url(integration, endpoint)
     if not url:
         return None
-    params = {name: value for name, value in request.params.items()}
-    params[config["query_param"]] = request.query
-    if config.get("limit_param"):
-        params[config["limit_param"]] = request.limit
-    if config.get("offset_param") and request.offset:
-        params[config["offset_param"]] = request.offset
-    if config.get("entity_param") and request.entities:
-        params[config["entity_param"]] = ",".join(request.entities)
     options = adapters.request_options(integration, credential)
     call = {"timeout": timeout, "retries": 0, **options}
-    if config["method"] == "POST":
+    if method == "POST":
         call.update(method="POST", url=url, body=json.dumps(params).encode(),
                     headers={**options["headers"], "Content-Type": "application/json"})
     else:
@@ -229,12 +153,15 @@ def _read(integration: Integration, config: dict, request: SearchRequest, outcom
         payload = outcome.json()
     except ValueError:
         return _error("UNEXPECTED_STATUS", "The API did not answer JSON.")
-    items = dig(payload, config["items_path"]) if config["items_path"] else payload
-    if not isinstance(items, list):
+    adapter = adapters.search_adapter(integration.provider)
+    items, total = adapter.items(config, payload)
+    if items is None:
         return _error("UNEXPECTED_STATUS", f"The answer has no list at {config['items_path'] or 'its root'!r}.")
-    mapped = [item for item in map_items(integration, config, items[: request.limit]) if request.in_range(item)]
-    total = dig(payload, config["total_path"]) if config.get("total_path") else None
-    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+    identity = {"integration_id": str(integration.pk), "integration_name": integration.name,
+                "provider": integration.provider.slug}
+    mapped = [{**identity, **found} for found in map(lambda raw: adapter.item(config, raw), items[: request.limit])
+              if found is not None and request.in_range(found)]
+    if total is not None:
         return Searched(items=mapped, total=total, has_more=request.offset + len(items) < total)
     return Searched(items=mapped, total=request.offset + len(mapped), has_more=len(items) >= request.limit)
 

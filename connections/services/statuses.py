@@ -13,6 +13,7 @@ from django.utils import timezone
 from catalog.choices import CanonicalStatus
 from integrations_site import bounds
 
+from ..adapters import dig
 from ..models import ExternalStatus, Integration, StatusChange
 
 DEFAULT_LIST_KEYS = ("items", "data", "results", "statuses")
@@ -51,18 +52,6 @@ def map_status(raw: str, mapping: dict[str, str]) -> str | None:
         return mapping[raw]
     folded = {k.casefold(): v for k, v in mapping.items()}
     return folded.get(raw.casefold())
-
-
-def dig(data, path: str):
-    """The value at a dotted path (``a.b.0.c``; list items by index), None where there is none."""
-    for part in [p for p in path.split(".") if p]:
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
 
 
 def extract_items(data, integration: Integration) -> list[tuple[str, str]]:

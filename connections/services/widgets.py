@@ -17,12 +17,12 @@ from django.utils import timezone
 from integrations_site import bounds, outbound
 
 from .. import adapters
+from ..adapters import dig
 from ..models import Integration
 from . import usage
 from .oauth import refresh_for_retry
 from .probes import endpoint_url
 from .search import usable_credential
-from .statuses import dig
 
 
 @dataclass

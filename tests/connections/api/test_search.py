@@ -375,3 +375,25 @@ def test_an_integration_past_its_hard_limit_is_skipped_with_limit_exceeded_and_s
     assert [entry[0].path for entry in upstream.log].count("/capped/search") == 1
     usage.flush()
     assert usage.requests_this_minute(counted) == 2
+
+
+def test_a_provider_adapter_in_the_registry_replaces_the_generic_mapping(api, tenant, upstream):
+    """GitHub's search API (pages, total_count, html_url) through its registered adapter, not search_config."""
+    seen = []
+
+    def answer(request):
+        seen.append((request.path, dict(request.args)))
+        return Response(json.dumps({"total_count": 31, "items": [
+            {"id": 7, "title": "Crash on start", "body": "It crashes", "html_url": "https://github.com/o/r/issues/7",
+             "updated_at": "2026-02-01T00:00:00Z", "score": 3.5}]}), content_type="application/json")
+
+    upstream.expect_request("/gh/search/issues").respond_with_handler(answer)
+    github = ProviderFactory(slug="github", name="GitHub", auth_type="bearer", supports_search=True,
+                             search_config={"endpoint": "/ignored", "items_path": "nope"})
+    integration = searchable(tenant, github, upstream, "gh")
+    body = api.get(f"{URL}{integration.pk}/search?query=crash&limit=10&offset=20&entities=issues").json()
+    assert seen == [("/gh/search/issues", {"q": "crash", "per_page": "10", "page": "3"})]
+    assert body["errors"] == {} and body["total"] == 31 and body["has_more"] is True  # 21 of 31 seen
+    item = body["results"][0]
+    assert (item["id"], item["title"], item["url"], item["entity"], item["score"]) == (
+        "7", "Crash on start", "https://github.com/o/r/issues/7", "issues", 3.5)

@@ -13,7 +13,7 @@ from rest_framework.exceptions import ValidationError
 
 from integrations_site import outbound
 
-from .choices import CredentialType
+from ..choices import CredentialType
 
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{0,63}$")
 FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "cookie"}
