@@ -9,6 +9,10 @@ the endpoint, the insert (a duplicate delivery id is the unique constraint's Int
 """
 import hashlib
 import hmac
+import json
+import time
+import urllib.parse
+import urllib.request
 
 from django.db import IntegrityError
 from django.http import JsonResponse
@@ -16,6 +20,8 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from rest_framework import viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
 
 from .models import Integration, WebhookEndpoint, WebhookEvent
 from .serializers import IntegrationSerializer
@@ -52,3 +58,21 @@ def webhook(request, path):
         return JsonResponse({"status": "duplicate"}, status=200)
     process_event.delay(event.id)
     return JsonResponse({"status": "accepted", "event_id": event.id}, status=202)
+
+
+@api_view(["POST"])
+def search(request):
+    """The obvious search: each of the tenant's searchable integrations asked in turn (urllib), the items
+    gathered, sorted by score. Upstream failures are skipped."""
+    started, results = time.monotonic(), []
+    query = urllib.parse.urlencode({"q": request.data.get("query", ""), "limit": 10})
+    for integration in Integration.objects.filter(tenant=request.auth.tenant, search_enabled=True):
+        try:
+            with urllib.request.urlopen(f"{integration.api_base_url}/search?{query}",
+                                        timeout=integration.timeout_seconds) as answer:
+                items = json.load(answer).get("results", [])
+        except (OSError, ValueError):
+            continue
+        results += [{**item, "integration_id": str(integration.pk)} for item in items]
+    results.sort(key=lambda item: -(item.get("score") or 0))
+    return Response({"results": results, "total": len(results), "took": int((time.monotonic() - started) * 1000)})

@@ -1,4 +1,4 @@
-"""``/healthz``, the integrations API under ``/api/`` (a DRF router) and ``/hooks/<path>``."""
+"""``/healthz``, the integrations API under ``/api/`` (a DRF router), ``/api/search`` and ``/hooks/<path>``."""
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
@@ -9,6 +9,7 @@ router.register("integrations", views.IntegrationViewSet, basename="integration"
 
 urlpatterns = [
     path("healthz", views.healthz),
+    path("api/search", views.search),
     path("api/", include(router.urls)),
     path("hooks/<str:path>", views.webhook),
 ]
