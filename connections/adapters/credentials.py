@@ -141,8 +141,23 @@ def public_for_audit(public: dict) -> dict:
 
 
 def settings_problems(settings: dict) -> dict:
-    """What is wrong with an integration's ``settings`` that the outbound client reads:
-    ``settings.tls`` is ``{"ca_bundle": "<PEM>"}`` (public; only those CAs are trusted)."""
+    """What is wrong with an integration's ``settings`` that the hub reads: ``settings.tls`` is
+    ``{"ca_bundle": "<PEM>"}`` (public; only those CAs are trusted), ``settings.search`` overrides keys of
+    the provider's ``search_config`` (the same keys and rules)."""
+    problems = _tls_problems(settings)
+    if settings.get("search") not in (None, {}):
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from catalog.validators import validate_search_config
+
+        try:
+            validate_search_config(settings["search"], partial=True)
+        except DjangoValidationError as exc:
+            problems["search"] = exc.messages
+    return problems
+
+
+def _tls_problems(settings: dict) -> dict:
     if "tls" not in settings or settings["tls"] is None:
         return {}
     tls = settings["tls"]

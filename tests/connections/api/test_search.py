@@ -397,3 +397,19 @@ def test_a_provider_adapter_in_the_registry_replaces_the_generic_mapping(api, te
     item = body["results"][0]
     assert (item["id"], item["title"], item["url"], item["entity"], item["score"]) == (
         "7", "Crash on start", "https://github.com/o/r/issues/7", "issues", 3.5)
+
+
+@pytest.mark.parametrize("override", [
+    {"verb": "GET"}, {"endpoint": "https://elsewhere.example.com/s"}, {"fields": {"headline": "x"}}, "not an object",
+])
+def test_an_integrations_search_override_is_validated_on_write(api, integration, override):
+    error = assert_error(api.patch(f"{URL}{integration.pk}/", {"settings": {"search": override}}, format="json"),
+                         400, "VALIDATION_ERROR")
+    assert "settings" in error["details"]
+    assert "search" not in (Integration.objects.get(pk=integration.pk).settings or {})
+
+
+def test_a_valid_search_override_is_kept(api, integration):
+    answer = api.patch(f"{URL}{integration.pk}/", {"settings": {"search": {"query_param": "term"}}}, format="json")
+    assert answer.status_code == 200, answer.content
+    assert Integration.objects.get(pk=integration.pk).settings["search"] == {"query_param": "term"}
