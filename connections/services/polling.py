@@ -14,6 +14,7 @@ from ..choices import IntegrationStatus, UpdateMethod
 from ..models import Credential, Integration
 from ..selectors import credential_of
 from . import queueing, usage
+from .answers import answer_json
 from .probes import endpoint_url
 from .statuses import PollError, PollResult, extract_items, statuses_store
 
@@ -26,17 +27,12 @@ def fetch(integration: Integration, credential: Credential | None) -> list[tuple
     if not url or not integration.status_endpoint:
         raise PollError("NOT_CONFIGURED", "Set api_base_url and status_endpoint before polling.")
     try:
-        response = usage.metered_request(integration, "GET", url, **adapters.request_options(integration, credential))
+        outcome = usage.metered_request(integration, "GET", url, **adapters.request_options(integration, credential))
     except outbound.OutboundError as exc:
-        raise PollError(exc.code, exc.message) from None
-    if response.status_code in (401, 403):
-        raise PollError("INVALID_CREDENTIALS", f"The API answered {response.status_code}.")
-    if not 200 <= response.status_code < 300:
-        raise PollError("UNEXPECTED_STATUS", f"The API answered {response.status_code}.")
-    try:
-        data = response.json()
-    except ValueError:
-        raise PollError("UNEXPECTED_STATUS", "The status answer is not JSON.") from None
+        outcome = exc
+    data, error = answer_json(outcome, what="status answer")
+    if error:
+        raise PollError(*error)
     return extract_items(data, integration)
 
 

@@ -22,13 +22,14 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from integrations_site import bounds, metrics, outbound
+from integrations_site import metrics
 
 from .. import adapters
 from ..choices import IntegrationStatus
 from ..models import Credential, Integration
 from ..selectors import tenant_credentials, user_credentials
 from . import usage
+from .answers import answer_json
 from .oauth import refresh_for_retry
 from .probes import endpoint_url
 
@@ -150,16 +151,9 @@ def _error(code: str, message: str) -> Searched:
 
 
 def _read(integration: Integration, config: dict, request: SearchRequest, outcome) -> Searched:
-    if isinstance(outcome, outbound.OutboundError):
-        return _error(outcome.code, bounds.clean_text(outcome.message, 300))
-    if outcome.status_code in (401, 403):
-        return _error("INVALID_CREDENTIALS", f"The API answered {outcome.status_code}: the credentials were refused.")
-    if not 200 <= outcome.status_code < 300:
-        return _error("UNEXPECTED_STATUS", f"The API answered {outcome.status_code}.")
-    try:
-        payload = outcome.json()
-    except ValueError:
-        return _error("UNEXPECTED_STATUS", "The API did not answer JSON.")
+    payload, error = answer_json(outcome)
+    if error:
+        return _error(*error)
     adapter = adapters.search_adapter(integration.provider)
     items, total = adapter.items(config, payload)
     if items is None:

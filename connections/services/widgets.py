@@ -14,12 +14,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from integrations_site import bounds, outbound
+from integrations_site import outbound
 
 from .. import adapters
 from ..adapters import dig
 from ..models import Integration
 from . import usage
+from .answers import answer_json
 from .oauth import refresh_for_retry
 from .probes import endpoint_url
 from .search import usable_credential
@@ -83,17 +84,9 @@ def widget_data(integration: Integration, user, query: WidgetQuery) -> dict:
         if fresh is None:
             break
         credential = fresh
-    if isinstance(outcome, outbound.OutboundError):
-        raise WidgetDataFailed("CONNECTION_FAILED", bounds.clean_text(outcome.message, 300))
-    if outcome.status_code in (401, 403):
-        raise WidgetDataFailed("INVALID_CREDENTIALS",
-                               f"The API answered {outcome.status_code}: the credentials were refused.")
-    if not 200 <= outcome.status_code < 300:
-        raise WidgetDataFailed("CONNECTION_FAILED", f"The API answered {outcome.status_code}.")
-    try:
-        payload = outcome.json()
-    except ValueError:
-        raise WidgetDataFailed("CONNECTION_FAILED", "The API did not answer JSON.") from None
+    payload, error = answer_json(outcome)
+    if error:  # the widget contract has two codes: the credentials, or the far side
+        raise WidgetDataFailed(error[0] if error[0] == "INVALID_CREDENTIALS" else "CONNECTION_FAILED", error[1])
     items = dig(payload, config.get("items_path") or "") if config.get("items_path") else payload
     if not isinstance(items, list):
         raise WidgetDataFailed("CONNECTION_FAILED", "The answer has no list of items where the provider says.")

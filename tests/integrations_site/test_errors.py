@@ -192,3 +192,19 @@ def test_other_paths_keep_the_debug_page_with_debug_on(db, settings):
     assert response["Content-Type"].startswith("text/html")
     assert b"page failed" in response.content  # Django's debug page, as on any Django site
     assert_envelope(browser.get("/api/broken"), 500, "INTERNAL_ERROR")
+
+
+def test_generated_request_ids_are_hex_and_a_forked_worker_draws_its_own():
+    import os
+
+    from integrations_site.api.middleware import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a gunicorn worker forked from the master would draw first
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    mine = new_request_id()
+    assert len(mine) == len(child) == 32 and int(mine, 16) >= 0 and child != mine
