@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import envs, wrk  # noqa: E402
 from harness.inprocess import measure  # noqa: E402
-from harness.processes import Gunicorn, Redis, finish, get, install_cleanup, workdir  # noqa: E402
+from harness.processes import Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
 SLUG_PREFIX = "bench-"
@@ -191,17 +191,8 @@ def main():
     in_process = {("ours", k): v for k, v in measure({**ours, **pages}, args.repeat).items()}
     in_process.update({("naive", k): v for k, v in envs.naive_in_process(naive_env, naive, args.repeat).items()})
 
-    from django.db import connections
-
-    connections.close_all()
-    servers = {
-        "ours": Gunicorn("ours", ours=True, env=envs.ours_server_env(env, work), workers=args.workers,
-                         log=work / "ours.log"),
-        "naive": Gunicorn("naive", ours=False, env=naive_env, workers=args.workers, log=work / "naive.log"),
-    }
+    servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     try:
-        for server in servers.values():
-            server.wait_ready()
         first_answers(servers["ours"].port, ours)
         first_answers(servers["naive"].port, naive)
         targets = [wrk.paths_target(f"{side} {kind}", servers[side].url, sets[kind], work, servers[side].cpu_seconds)

@@ -27,7 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import envs, wrk  # noqa: E402
-from harness.processes import Gunicorn, Redis, finish, free_port, get, install_cleanup, stop_process, workdir  # noqa: E402,E501
+from harness.processes import (  # noqa: E402
+    Redis,
+    finish,
+    free_port,
+    get,
+    install_cleanup,
+    start_servers,
+    stop_process,
+    workdir,
+)
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
 TENANT_SLUG = "search-bench"
@@ -135,17 +144,8 @@ def main():
     body = json.dumps({"query": "acme"}).encode()
     (work / "body.json").write_bytes(body)
 
-    from django.db import connections as db_connections
-
-    db_connections.close_all()
-    servers = {
-        "ours": Gunicorn("ours", ours=True, env=envs.ours_server_env(env, work), workers=args.workers,
-                         log=work / "ours.log"),
-        "naive": Gunicorn("naive", ours=False, env=naive_env, workers=args.workers, log=work / "naive.log"),
-    }
+    servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     try:
-        for server in servers.values():
-            server.wait_ready()
         headers = {**envs.PROXY_HEADERS, "Content-Type": "application/json"}
         status, answer = get(servers["ours"].port, "/api/v1/search", {**headers, "X-API-Key": key}, "POST", body)
         answer = json.loads(answer)

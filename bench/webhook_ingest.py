@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import envs, wrk  # noqa: E402
-from harness.processes import Gunicorn, Redis, finish, get, install_cleanup, workdir  # noqa: E402
+from harness.processes import Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
 TENANT_SLUG = "bench-webhooks"
@@ -131,6 +131,12 @@ def body_of(size: int) -> bytes:
 # --- one database -----------------------------------------------------------------------------------
 
 
+def close_all_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
 def run_one(args) -> int:
     install_cleanup()
     print(envs.app_state())
@@ -157,20 +163,11 @@ def run_one(args) -> int:
     body = body_of(args.body_bytes)
     (work / "body.json").write_bytes(body)
 
-    from django.db import connections
-
-    connections.close_all()
-    servers = {
-        "ours": Gunicorn("ours", ours=True, env=envs.ours_server_env(env, work), workers=args.workers,
-                         log=work / "ours.log"),
-        "naive": Gunicorn("naive", ours=False, env=naive_env, workers=args.workers, log=work / "naive.log"),
-    }
+    servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     try:
-        for server in servers.values():
-            server.wait_ready()
         dedupe = dedupe_probe(servers["ours"].port, tenant, integration, body)
         endpoint, secret = new_endpoint(tenant, integration, "load", dedupe=dedupe)
-        connections.close_all()
+        close_all_connections()
         hooks = {"ours": (endpoint.url_path, secret), "naive": (f"/hooks/{naive_path}", naive_secret)}
         targets = [wrk.paths_target(f"{side} plain", servers[side].url, [("/healthz", dict(envs.PROXY_HEADERS))],
                                     work, servers[side].cpu_seconds) for side in ("ours", "naive")]

@@ -116,6 +116,22 @@ class Gunicorn:
         stop_process(self.proc)
 
 
+def start_servers(ours_env: dict, naive_env: dict, workers: int, work: Path) -> dict:
+    """gunicorn for ours (``ours_env``: envs.ours_server_env) and for the naive project, both ready;
+    their output in ``work``/ours.log and naive.log. This process's database connections are closed
+    first (the servers are forked from nothing of it, but a kept connection would hold locks)."""
+    from django.db import connections
+
+    connections.close_all()
+    servers = {
+        "ours": Gunicorn("ours", ours=True, env=ours_env, workers=workers, log=work / "ours.log"),
+        "naive": Gunicorn("naive", ours=False, env=naive_env, workers=workers, log=work / "naive.log"),
+    }
+    for server in servers.values():
+        server.wait_ready()
+    return servers
+
+
 class Redis:
     """A private redis-server (no persistence) on a free loopback port: no shared Redis is touched."""
 
