@@ -171,3 +171,35 @@ def celery_broker(url: str):
         else:
             os.environ["CELERY_BROKER_URL"] = previous_env
         reset_pools()
+
+
+@contextlib.contextmanager
+def kept_connection_dropped():
+    """The production settings' kept connection (CONN_HEALTH_CHECKS, CONN_MAX_AGE) whose PostgreSQL
+    backend was then terminated, as by a database restart, and a new request begun (its health check
+    not yet done). Yields the dropped backend's pid; the settings are restored and the connection
+    closed afterwards."""
+    import time
+
+    import psycopg
+    from django.db import close_old_connections
+
+    kept = {k: connection.settings_dict[k] for k in ("CONN_HEALTH_CHECKS", "CONN_MAX_AGE")}
+    connection.settings_dict.update(CONN_HEALTH_CHECKS=True, CONN_MAX_AGE=60)
+    try:
+        connection.close()
+        connection.ensure_connection()
+        dropped = connection.connection.info.backend_pid
+        close_old_connections()  # what a new request does: its first statement checks the kept connection
+        assert connection.health_check_enabled and not connection.health_check_done
+        with psycopg.connect(current_database_url().replace("postgres://", "postgresql://", 1),
+                             autocommit=True) as other:
+            assert other.execute("SELECT pg_terminate_backend(%s)", [dropped]).fetchone() == (True,)
+            deadline = time.monotonic() + 10
+            while other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [dropped]).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the backend did not end"
+                time.sleep(0.05)
+        yield dropped
+    finally:
+        connection.settings_dict.update(kept)
+        connection.close()

@@ -128,28 +128,11 @@ def test_db_prepared_statements_off_names_no_prepare_threshold(monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_a_prepared_read_on_a_kept_connection_the_database_dropped_answers_on_a_new_one(tenant, provider):
     """With CONN_HEALTH_CHECKS the read itself checks the kept connection (no SELECT 1 round trip first)."""
-    import psycopg
-    from django.db import close_old_connections, connection
+    from django.db import connection
 
-    from tests.helpers import current_database_url
-    from tests.journeys.stack import wait_until
+    from tests.helpers import kept_connection_dropped
 
     IntegrationFactory(tenant=tenant, provider=provider, name="Kept")
-    kept = {k: connection.settings_dict[k] for k in ("CONN_HEALTH_CHECKS", "CONN_MAX_AGE")}
-    connection.settings_dict.update(CONN_HEALTH_CHECKS=True, CONN_MAX_AGE=60)  # the production settings
-    try:
-        connection.close()
-        connection.ensure_connection()
-        dropped = connection.connection.info.backend_pid
-        close_old_connections()  # what a new request does
-        assert connection.health_check_enabled and not connection.health_check_done
-        with psycopg.connect(current_database_url().replace("postgres://", "postgresql://", 1),
-                             autocommit=True) as other:
-            assert other.execute("SELECT pg_terminate_backend(%s)", [dropped]).fetchone() == (True,)
-            wait_until(lambda: other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                                              [dropped]).fetchone() == (0,), 10, "the backend to end")
+    with kept_connection_dropped() as dropped:
         assert [row["name"] for row in PREPARED.rows(("name",), tenant=tenant.pk)] == ["Kept"]
         assert connection.connection.info.backend_pid != dropped
-    finally:
-        connection.settings_dict.update(kept)
-        connection.close()

@@ -25,13 +25,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import redis
-from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from audit.services import SYSTEM
 from connections.models import ExternalStatus, StatusChange
-from tests.helpers import current_database_url
+from tests.helpers import current_database_url, kept_connection_dropped
 from tests.journeys.stack import assert_applied_once, hmac_delivery, status_body, wait_until, webhook_integration
 from webhooks import services
 from webhooks.models import WebhookEvent
@@ -216,19 +216,7 @@ def test_the_receivers_insert_replaces_a_kept_connection_the_database_dropped_an
 ):
     """With CONN_HEALTH_CHECKS the insert itself checks the kept connection (no SELECT 1 round trip first)."""
     endpoint, _ = services.endpoint_create(actor=SYSTEM, tenant=tenant, integration=integration, data={"name": "pg"})
-    kept = {k: connection.settings_dict[k] for k in ("CONN_HEALTH_CHECKS", "CONN_MAX_AGE")}
-    connection.settings_dict.update(CONN_HEALTH_CHECKS=True, CONN_MAX_AGE=60)  # the production settings
-    try:
-        connection.close()
-        connection.ensure_connection()
-        dropped = connection.connection.info.backend_pid
-        close_old_connections()  # what a new request does: its first statement checks the kept connection
-        assert connection.health_check_enabled and not connection.health_check_done
-        pg_url = current_database_url().replace("postgres://", "postgresql://", 1)
-        with psycopg.connect(pg_url, autocommit=True) as other:
-            assert other.execute("SELECT pg_terminate_backend(%s)", [dropped]).fetchone() == (True,)
-            wait_until(lambda: other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-                                              [dropped]).fetchone() == (0,), 10, "the backend to end")
+    with kept_connection_dropped() as dropped:
         event, created = services.event_accept(endpoint=endpoint, body=b'{"n": 1}', headers={},
                                                content_type="application/json", source_ip=None, dedupe_key="d-1")
         assert created and connection.connection.info.backend_pid != dropped
@@ -237,6 +225,3 @@ def test_the_receivers_insert_replaces_a_kept_connection_the_database_dropped_an
         again, created = services.event_accept(endpoint=endpoint, body=b'{"n": 1}', headers={},
                                                content_type="application/json", source_ip=None, dedupe_key="d-1")
         assert not created and again.pk == event.pk
-    finally:
-        connection.settings_dict.update(kept)
-        connection.close()
