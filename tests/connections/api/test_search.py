@@ -144,12 +144,21 @@ def test_each_failure_is_its_code_in_errors_and_the_answer_is_still_200(api, ten
     private = IntegrationFactory(tenant=tenant, provider=searchy, name="private", search_enabled=True,
                                  api_base_url="http://10.1.2.3", retry_count=0, timeout_seconds=2)
     credential_set(actor=SYSTEM, integration=private, credential_type="bearer", data={"token": TOKEN})
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    refusing = IntegrationFactory(tenant=tenant, provider=searchy, name="refusing", search_enabled=True,
+                                  api_base_url=f"http://127.0.0.1:{port}", retry_count=0, timeout_seconds=2)
+    credential_set(actor=SYSTEM, integration=refusing, credential_type="bearer", data={"token": TOKEN})
     response = api.post(SEARCH, {"query": "acme"}, format="json")
     assert response.status_code == 200
     errors = response.json()["errors"]
     assert {k: v["code"] for k, v in errors.items()} == {
         str(refused.pk): "INVALID_CREDENTIALS", str(broken.pk): "UNEXPECTED_STATUS",
-        str(not_json.pk): "UNEXPECTED_STATUS", str(private.pk): "URL_NOT_ALLOWED"}
+        str(not_json.pk): "UNEXPECTED_STATUS", str(private.pk): "URL_NOT_ALLOWED",
+        str(refusing.pk): "CONNECTION_FAILED"}
     assert all(error["message"] for error in errors.values())
     assert TOKEN not in response.content.decode()
 
