@@ -72,19 +72,22 @@ def statement_rows(connection, sql: str, params: list, setup: Callable | None = 
                  and connection.health_check_enabled and not connection.health_check_done)
     if own_check:
         connection.health_check_done = True
-    for attempt in range(2):
-        try:
-            with bound_cursor(connection) as cursor:
-                if setup is not None:
-                    setup(cursor)
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-        except (OperationalError, InterfaceError):
-            if attempt or not own_check or connection.is_usable():
-                raise
-            logger.warning("db.reconnect reason=kept database connection was closed")
-            connection.close()
-    raise AssertionError("unreachable")
+    try:
+        return _run(connection, sql, params, setup)
+    except (OperationalError, InterfaceError):
+        if not own_check or connection.is_usable():
+            raise
+        logger.warning("db.reconnect reason=kept database connection was closed")
+        connection.close()
+    return _run(connection, sql, params, setup)
+
+
+def _run(connection, sql: str, params: list, setup: Callable | None) -> list[tuple]:
+    with bound_cursor(connection) as cursor:
+        if setup is not None:
+            setup(cursor)
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 @functools.cache

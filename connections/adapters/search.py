@@ -114,20 +114,21 @@ class RestSearch:
         return result({name: dig(raw, path) if path else None for name, path in config["fields"].items()}, raw)
 
 
-_ADAPTERS: dict[str, type[RestSearch]] = {}
+_GENERIC = RestSearch()
+_ADAPTERS: dict[str, RestSearch] = {}  # adapters hold no state: one instance each serves every search
 
 
 def search_adapter_for(slug: str) -> Callable[[type[RestSearch]], type[RestSearch]]:
     """Class decorator: the search adapter of the provider ``slug``."""
     def register(cls: type[RestSearch]) -> type[RestSearch]:
-        _ADAPTERS[slug] = cls
+        _ADAPTERS[slug] = cls()
         return cls
 
     return register
 
 
 def search_adapter(provider) -> RestSearch:
-    return _ADAPTERS.get(provider.slug, RestSearch)()
+    return _ADAPTERS.get(provider.slug, _GENERIC)
 
 
 @search_adapter_for("github")

@@ -272,7 +272,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if form.is_valid():
             entities = [e.strip() for e in form.cleaned_data["entities"].split(",") if e.strip()]
             answer = search_service.search(
-                tenant=integration.tenant, user=request.user, ids=[str(integration.pk)], grouped=False,
+                tenant=integration.tenant_id, user=request.user, ids=[str(integration.pk)], grouped=False,
                 request=search_service.SearchRequest(query=form.cleaned_data["query"], entities=entities,
                                                      limit=form.cleaned_data["limit"] or 10),
             )

@@ -7,7 +7,7 @@ event loop (``outbound.request_many``); ``checks.checks_record`` writes the outc
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 from django.utils import timezone
 
@@ -49,6 +49,11 @@ def endpoint_url(integration: Integration, endpoint: str) -> str | None:
     return urljoin(integration.api_base_url.rstrip("/") + "/", endpoint.lstrip("/")) if endpoint else (
         integration.api_base_url
     )
+
+
+def with_query(url: str, params: dict) -> str:
+    """``url`` with ``params`` added to its query string."""
+    return url + ("&" if "?" in url else "?") + urlencode(params) if params else url
 
 
 def make_sample(body: bytes):

@@ -16,7 +16,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.utils import timezone
@@ -31,7 +30,7 @@ from ..selectors import tenant_credentials, user_credentials
 from . import usage
 from .answers import answer_json
 from .oauth import refresh_for_retry
-from .probes import endpoint_url
+from .probes import endpoint_url, with_query
 
 NOT_SEARCHABLE = "NOT_SEARCHABLE"
 
@@ -55,6 +54,17 @@ class SearchRequest:
         if timezone.is_naive(when):
             when = timezone.make_aware(when, UTC)
         return (self.since is None or when >= self.since) and (self.until is None or when <= self.until)
+
+
+def search_request(data: dict) -> SearchRequest:
+    """The question from the API's validated input: ``?query=…&entities=…`` or the ``POST /search`` body
+    (its ``filters.entity_types`` join ``entities``; ``custom_filters`` and ``date_range`` carried over)."""
+    filters = data.get("filters") or {}
+    entities = list(dict.fromkeys([*data.get("entities", []), *filters.get("entity_types", [])]))
+    date_range = filters.get("date_range") or {}
+    return SearchRequest(query=data["query"], entities=entities, limit=data["limit"], offset=data["offset"],
+                         params=filters.get("custom_filters") or {}, since=date_range.get("start"),
+                         until=date_range.get("end"))
 
 
 @dataclass
@@ -141,7 +151,7 @@ def _call(integration: Integration, credential: Credential | None, config: dict,
         call.update(method="POST", url=url, body=json.dumps(params).encode(),
                     headers={**options["headers"], "Content-Type": "application/json"})
     else:
-        call.update(method="GET", url=url + ("&" if "?" in url else "?") + urlencode(params))
+        call.update(method="GET", url=with_query(url, params))
     call["headers"] = {**call["headers"], "Accept": "application/json"}
     return call
 
@@ -221,26 +231,31 @@ def search_answer(found: dict[str, Searched], errors: dict, took_ms: int, *, gro
         "has_more": any(part.has_more for part in found.values() if not part.error),
     }
     if grouped:
-        answer["by_integration"] = {integration_id: [i for i in results if i["integration_id"] == integration_id]
-                                    for integration_id, part in found.items() if not part.error}
+        by_integration = {integration_id: [] for integration_id, part in found.items() if not part.error}
         by_entity: dict[str, list] = {}
-        for item in results:
+        for item in results:  # in the answer's order, so each group is ordered too
+            by_integration[item["integration_id"]].append(item)
             by_entity.setdefault(item["entity"] or "", []).append(item)
-        answer["by_entity"] = by_entity
+        answer["by_integration"], answer["by_entity"] = by_integration, by_entity
     answer["errors"] = errors
-    for part in found.values():
-        if part.error:
-            metrics.SEARCH_UPSTREAM_ERRORS.labels(part.error["code"]).inc()
-    answered = sum(1 for part in found.values() if not part.error)
-    outcome = "empty" if not found else "ok" if answered == len(found) else "partial" if answered else "failed"
-    metrics.SEARCH_REQUESTS.labels(outcome).inc()
     return answer
 
 
+def _count(found: dict[str, Searched]) -> None:
+    """/metrics: the search's outcome and its upstreams' error codes."""
+    failed = [part.error["code"] for part in found.values() if part.error]
+    for code in failed:
+        metrics.SEARCH_UPSTREAM_ERRORS.labels(code).inc()
+    outcome = ("empty" if not found else "ok" if not failed else "failed" if len(failed) == len(found)
+               else "partial")
+    metrics.SEARCH_REQUESTS.labels(outcome).inc()
+
+
 def search(*, tenant, user, request: SearchRequest, ids: list[str] | None = None, grouped: bool = True) -> dict:
-    """The whole search of DESIGN.md: who is searched, asked at once, the answer."""
+    """The whole search of DESIGN.md: who is searched, asked at once, the answer (``tenant``: a Tenant or its id)."""
     started = time.monotonic()
     pairs, errors = searchable(tenant, user, ids)
     found = search_run(pairs, request)
+    _count(found)
     return search_answer(found, errors, int((time.monotonic() - started) * 1000), grouped=grouped)
 

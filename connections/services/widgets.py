@@ -8,7 +8,6 @@ cached. The credential is the one a search would use (``search.usable_credential
 import hashlib
 import json
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
@@ -22,7 +21,7 @@ from ..models import Integration
 from . import usage
 from .answers import answer_json
 from .oauth import refresh_for_retry
-from .probes import endpoint_url
+from .probes import endpoint_url, with_query
 from .search import usable_credential
 
 
@@ -76,7 +75,7 @@ def widget_data(integration: Integration, user, query: WidgetQuery) -> dict:
     outcome = None
     for _ in range(2):
         options = adapters.request_options(integration, credential)
-        call = {"method": "GET", "url": url + ("&" if "?" in url else "?") + urlencode(params), **options}
+        call = {"method": "GET", "url": with_query(url, params), **options}
         call["headers"] = {**call["headers"], "Accept": "application/json"}
         outcome = usage.metered_many([(integration, call)])[0]
         refused = not isinstance(outcome, outbound.OutboundError) and outcome.status_code in (401, 403)

@@ -5,6 +5,8 @@ from rest_framework import serializers
 from catalog.validators import PARAM_NAME
 from integrations_site.api.serializers import StrictFieldsMixin
 
+from .checks import CheckErrorSerializer
+
 MAX_LIMIT = 50
 MAX_ENTITIES = 20
 ENTITY_NAME = RegexValidator(PARAM_NAME, "Not an entity name (1-64 letters, digits, _ . - [ ]).")
@@ -96,17 +98,12 @@ class SearchItemSerializer(serializers.Serializer):
     data = serializers.JSONField(help_text="The upstream item, at most 4 KB.")
 
 
-class SearchErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-
-
 class SearchAnswerSerializer(serializers.Serializer):
     results = SearchItemSerializer(many=True)
     total = serializers.IntegerField()
     took = serializers.IntegerField(help_text="Milliseconds.")
     has_more = serializers.BooleanField()
-    errors = serializers.DictField(child=SearchErrorSerializer(), help_text="Integration id → what went wrong.")
+    errors = serializers.DictField(child=CheckErrorSerializer(), help_text="Integration id → what went wrong.")
 
 
 class GlobalSearchAnswerSerializer(SearchAnswerSerializer):

@@ -60,7 +60,6 @@ from ..serializers import (
     integration_rows_representation,
     validate_credential_input,
 )
-from .search import search_request
 
 ASYNC_PARAM = OpenApiParameter(
     "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
@@ -328,9 +327,9 @@ class IntegrationViewSet(
         query = SearchQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         integration = self.get_object()
-        answer = search_service.search(tenant=integration.tenant, user=request.user,
-                                       request=search_request(query.validated_data), ids=[str(integration.pk)],
-                                       grouped=False)
+        answer = search_service.search(tenant=integration.tenant_id, user=request.user,
+                                       request=search_service.search_request(query.validated_data),
+                                       ids=[str(integration.pk)], grouped=False)
         return Response(answer)
 
     @extend_schema(parameters=[WidgetDataQuerySerializer],

@@ -11,17 +11,6 @@ from ...services import search as search_service
 from ..serializers import GlobalSearchAnswerSerializer, GlobalSearchSerializer
 
 
-def search_request(data: dict) -> search_service.SearchRequest:
-    """The service's question from validated input (either serializer)."""
-    filters = data.get("filters") or {}
-    entities = list(dict.fromkeys([*data.get("entities", []), *filters.get("entity_types", [])]))
-    date_range = filters.get("date_range") or {}
-    return search_service.SearchRequest(
-        query=data["query"], entities=entities, limit=data["limit"], offset=data["offset"],
-        params=filters.get("custom_filters") or {}, since=date_range.get("start"), until=date_range.get("end"),
-    )
-
-
 class SearchView(RoleMappedMixin, APIView):
     """Every searchable integration of the tenant asked at once; the answer grouped by integration and entity."""
 
@@ -37,6 +26,6 @@ class SearchView(RoleMappedMixin, APIView):
         body.is_valid(raise_exception=True)
         ids = body.validated_data.get("integrations")
         return Response(search_service.search(
-            tenant=self.ctx.tenant, user=request.user, request=search_request(body.validated_data),
+            tenant=self.ctx.tenant, user=request.user, request=search_service.search_request(body.validated_data),
             ids=None if ids is None else [str(pk) for pk in dict.fromkeys(ids)], grouped=True,
         ))
