@@ -144,9 +144,9 @@ def _dotted(value, name: str, *, empty: bool = False) -> None:
         raise ValidationError(f"{name} must be a dotted path (e.g. 'data.items').")
 
 
-def validate_search_config(value, *, partial: bool = False) -> None:
-    """``search_config`` of a provider (``partial``: the keys an integration's ``settings.search``
-    overrides): known keys only, paths relative to the base URL, dotted paths into each item."""
+def validate_search_config(value) -> None:
+    """``search_config`` of a provider, or the keys of it an integration's ``settings.search`` overrides
+    (every key is optional): known keys only, paths relative to the base URL, dotted paths into each item."""
     if value in (None, {}):
         return
     if not isinstance(value, dict):

@@ -21,6 +21,17 @@ _locks: dict[str, threading.Lock] = {}
 _setup = threading.Lock()
 
 
+def _forget_after_fork() -> None:
+    """A forked child shares its parent's open files, and with them the parent's flock: it opens its own."""
+    global _setup
+    _files.clear()
+    _locks.clear()
+    _setup = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _gate(path: str) -> tuple[int, threading.Lock]:
     with _setup:
         if path not in _files:

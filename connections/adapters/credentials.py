@@ -151,7 +151,7 @@ def settings_problems(settings: dict) -> dict:
         from catalog.validators import validate_search_config
 
         try:
-            validate_search_config(settings["search"], partial=True)
+            validate_search_config(settings["search"])
         except DjangoValidationError as exc:
             problems["search"] = exc.messages
     return problems

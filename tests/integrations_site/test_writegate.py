@@ -63,3 +63,27 @@ def test_no_gate_on_other_databases_or_in_memory(tmp_path):
         with write_gate(connection):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_child_holds_a_gate_of_its_own(tmp_path):
+    """Opened before the fork, the parent's gate file would be the child's too, and so would its lock."""
+    import os
+
+    connection = _sqlite(tmp_path / "db.sqlite3")
+    with write_gate(connection):
+        pass  # the parent has opened its gate file
+    with write_gate(connection):
+        pid = os.fork()
+        if pid == 0:  # the child must wait for the parent, who holds the gate
+            import fcntl
+
+            from integrations_site import writegate
+
+            fd, _ = writegate._gate(str(tmp_path / "db.sqlite3-gate"))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os._exit(1)  # taken: it shared the parent's lock
+            except BlockingIOError:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
