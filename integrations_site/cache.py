@@ -7,6 +7,12 @@ counting at once can both see the old value and one hit is lost: a limit of
 10 lets more through. Here each such read-modify-write holds an exclusive
 lock on one lock file in the cache folder (``flock``, released if a process
 dies), so a count is exact as it is on Redis.
+
+Django's file cache also culls by chance: past MAX_ENTRIES files it deletes a random third of them,
+live counters and kept API keys included, so a rate count could start again from nothing within its
+minute. Here a cull first removes what has expired (the past minutes' counters, old widget answers)
+and falls back to Django's random cull only when the live entries alone are past the limit, which
+the settings put far above what a run holds (``MAX_ENTRIES``).
 """
 import os
 from contextlib import contextmanager
@@ -34,4 +40,18 @@ class SharedFileCache(FileBasedCache):
     def incr(self, key, delta=1, version=None):
         with self._counter_lock():
             return super().incr(key, delta, version)
+
+    def _cull(self):
+        files = self._list_cache_files()
+        if len(files) < self._max_entries:
+            return
+        live = 0
+        for name in files:
+            try:
+                with open(name, "rb") as handle:
+                    live += not self._is_expired(handle)  # an expired entry is deleted as it is read
+            except FileNotFoundError:  # removed by another process meanwhile
+                pass
+        if live >= self._max_entries:
+            super()._cull()
 

@@ -110,7 +110,7 @@ if REDIS_URL:
 else:
     # Without Redis, a file cache that every process of the run shares (rate limits, usage minute counts).
     CACHES = {"default": {"BACKEND": "integrations_site.cache.SharedFileCache",
-                          "LOCATION": str(VAR_DIR / "cache")}}
+                          "LOCATION": str(VAR_DIR / "cache"), "OPTIONS": {"MAX_ENTRIES": 20_000}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
