@@ -26,6 +26,13 @@ class UpdateMethod(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
 
 
+class StreamState(models.TextChoices):
+    CONNECTED = "connected", "Connected"
+    CONNECTING = "connecting", "Connecting"
+    BACKOFF = "backoff", "Backing off"
+    STOPPED = "stopped", "Stopped"
+
+
 class CredentialType(models.TextChoices):
     API_KEY = "api_key", "API key"
     BEARER = "bearer", "Bearer token"

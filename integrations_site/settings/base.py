@@ -325,6 +325,13 @@ API_RATE_LIMITS = {
 SEARCH_DEADLINE_SECONDS = env.float("SEARCH_DEADLINE_SECONDS", default=5.0)  # the whole fan-out
 WIDGET_DATA_CACHE_SECONDS = env.int("WIDGET_DATA_CACHE_SECONDS", default=30)
 
+# --- Event streams (run_streams) ------------------------------------------------------------
+STREAM_LEASE_SECONDS = env.float("STREAM_LEASE_SECONDS", default=30.0)  # a dead consumer's streams move after this
+STREAM_IDLE_SECONDS = env.float("STREAM_IDLE_SECONDS", default=90.0)  # no byte (not even a comment): reconnect
+STREAM_MAX_EVENT_BYTES = env.int("STREAM_MAX_EVENT_BYTES", default=1024 * 1024)
+STREAM_MAX_PER_PROCESS = env.int("STREAM_MAX_PER_PROCESS", default=500)
+STREAMS_HEARTBEAT_FILE = env("STREAMS_HEARTBEAT_FILE", default="")  # touched after each lease round
+
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
 USAGE_FLUSH_MAX_ITEMS = env.int("USAGE_FLUSH_MAX_ITEMS", default=1000)
 

@@ -11,7 +11,7 @@ from catalog.choices import CanonicalStatus
 from integrations_site.crypto import EncryptedJSONField, EncryptedTextField
 from tenants.models import TenantScopedQuerySet
 
-from .choices import (
+from ..choices import (
     HEALTH_INTERVAL_RANGE,
     POLLING_INTERVAL_RANGE,
     RETRY_RANGE,
@@ -39,7 +39,7 @@ CONFIG_FIELDS = (
     "status_mapping", "update_method", "polling_interval_seconds", "timeout_seconds", "retry_count",
     "settings", "user_scoped", "search_enabled", "limit_monthly_budget", "limit_tokens",
     "limit_requests_per_minute", "health_check_interval_seconds", "status_items_path", "status_id_field",
-    "status_field",
+    "status_field", "stream_endpoint",
 )
 
 
@@ -69,6 +69,10 @@ class Integration(models.Model):
     api_base_url = models.URLField(max_length=500, blank=True, validators=[validators.validate_http_url])
     test_endpoint = models.CharField(max_length=500, blank=True, validators=[validators.validate_endpoint])
     status_endpoint = models.CharField(max_length=500, blank=True, validators=[validators.validate_endpoint])
+    stream_endpoint = models.CharField(
+        max_length=500, blank=True, validators=[validators.validate_endpoint],
+        help_text="The event stream read when the update method is server-sent events.",
+    )
     status_mapping = models.JSONField(default=dict, blank=True, validators=[validators.validate_status_mapping])
     update_method = models.CharField(max_length=16, choices=UpdateMethod.choices, default=UpdateMethod.POLLING)
     polling_interval_seconds = models.PositiveIntegerField(
