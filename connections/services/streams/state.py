@@ -1,4 +1,5 @@
 """A stream's state as the API and the admin show it, and a restart asked for by a person."""
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
@@ -32,15 +33,21 @@ def stream_state(integration: Integration, lease: StreamLease | None = None) -> 
             events_total=lease.events_total, reconnects=lease.reconnects, last_error=lease.last_error or None,
         )
     if not eligible and answer["last_error"] is None and integration.update_method == "sse":
-        answer["last_error"] = {"code": "NOT_CONFIGURED",
+        answer["last_error"] = {"code": "NOT_CONFIGURED", "at": None,
                                 "message": "Set stream_endpoint (and enable the integration) to read its stream."}
     return answer
 
 
+@transaction.atomic
 def stream_restart(*, integrations: list[Integration], actor: Actor) -> int:
-    """Ask the holders of these streams to reconnect (within a lease round); audited."""
-    ids = [i.pk for i in integrations]
-    asked = StreamLease.objects.filter(integration_id__in=ids).update(restart_requested=True)
+    """Ask the holders of these streams to reconnect (within a lease round): the number of streams asked.
+
+    Atomic; each integration that has a stream is audited, one without a lease is left alone (nothing to restart).
+    """
+    leases = StreamLease.objects.filter(integration_id__in=[i.pk for i in integrations])
+    streaming = set(leases.values_list("integration_id", flat=True))
+    asked = leases.filter(integration_id__in=streaming).update(restart_requested=True)
     for integration in integrations:
-        audit_record(actor=actor, action="integration.stream_restarted", target=integration)
+        if integration.pk in streaming:
+            audit_record(actor=actor, action="integration.stream_restarted", target=integration)
     return asked

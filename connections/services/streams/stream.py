@@ -60,8 +60,6 @@ class Stream:
                 retry_after = retry_after_seconds(exc.retry_after)
             except OutboundError as exc:
                 error = {"code": exc.code, "message": exc.message}
-            if parser.oversized:
-                self.consumer.state(self.pk, add_events_oversized=parser.oversized)
             self.retry_ms = parser.retry if parser.retry is not None else self.retry_ms
             if self.events_read:
                 failures, refreshed = 0, False
@@ -119,7 +117,10 @@ class Stream:
                 raise OutboundError(f"Nothing arrived for {idle:g} s; reconnecting.", code="TIMEOUT") from None
             if not chunk:
                 return
+            oversized = parser.oversized
             for event in parser.feed(chunk):
                 own_id = event.id if event.own_id and event.id else None
                 self.last_sequence = await consumer.submit(StreamEvent(self.pk, own_id, event.data))
                 self.events_read += 1
+            if parser.oversized != oversized:  # skipped, counted, and the stream read on
+                consumer.state(self.pk, add_events_oversized=parser.oversized - oversized)

@@ -24,6 +24,8 @@ class Feed:
     preamble: bytes = b""  # sent first on every connection (a BOM, a comment…)
     generation: int = 0  # bumped to drop every open connection
     heartbeat: float | None = None  # seconds between ": ping" comments
+    replay_all: bool = False  # ignore Last-Event-ID: every connection gets the whole log again
+    redirect_to: str | None = None  # answer 307 to this URL instead
 
 
 class SSEServer:
@@ -31,7 +33,7 @@ class SSEServer:
         self.host = host
         self.feeds: dict[str, Feed] = {}
         self.connections: list[dict] = []
-        self.open = 0
+        self.open: dict[str, int] = {}  # open connections by path
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._changed: asyncio.Condition | None = None
@@ -91,6 +93,10 @@ class SSEServer:
             self.feeds[path].generation += 1
         self._notify()
 
+    def open_to(self, path: str) -> int:
+        with self._lock:
+            return self.open.get(path, 0)
+
     def connections_to(self, path: str) -> list[dict]:
         with self._lock:
             return [c for c in self.connections if c["path"] == path]
@@ -133,6 +139,8 @@ class SSEServer:
             self.connections.append({"path": request.path, "headers": dict(request.headers), "at": time.monotonic()})
         if feed is None:
             return web.Response(status=404, text="no such feed")
+        if feed.redirect_to:
+            raise web.HTTPTemporaryRedirect(feed.redirect_to)
         if feed.status != 200:
             return web.Response(status=feed.status, text="refused")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
@@ -145,22 +153,22 @@ class SSEServer:
         with self._lock:
             ids = [event_id for event_id, _ in feed.events]
             last = request.headers.get("Last-Event-ID")
-            index = ids.index(last) + 1 if last in ids else 0
+            index = ids.index(last) + 1 if last in ids and not feed.replay_all else 0
             generation = feed.generation
-            self.open += 1
+            self.open[request.path] = self.open.get(request.path, 0) + 1
         try:
             while True:
                 with self._lock:
                     pending = feed.events[index:]
                     dropped = feed.generation != generation
-                if dropped:
-                    return response
+                if dropped or request.transport is None or request.transport.is_closing():
+                    return response  # dropped, or the client went away
                 for _, framed in pending:
                     await response.write(framed)
                 index += len(pending)
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait(), feed.heartbeat or 0.5)
+                        await asyncio.wait_for(self._changed.wait(), feed.heartbeat or 0.1)
                     except TimeoutError:
                         if feed.heartbeat:
                             await response.write(b": ping\n\n")
@@ -168,4 +176,4 @@ class SSEServer:
             raise
         finally:
             with self._lock:
-                self.open -= 1
+                self.open[request.path] -= 1
