@@ -9,7 +9,10 @@ not. ``aiohttp-sse-client2`` (0.3.0, Feb 2023, no release since) splits lines
 on LF only (a CR-only stream is one endless line), has no size bound, and owns
 its reconnection with the last id in memory only, while we resume from the
 last *applied* id persisted in the database. Both would need the same wrapping
-as this module anyway.
+as this module anyway. Speed is not the reason: httpx-sse's decoders parse
+~540,000 small events/s on one core here, this parser ~410,000 (100,000 events
+of ~120 bytes in 4 KiB chunks); either is a few µs of an event whose statuses
+cost far more to store.
 
 Feed bytes as they arrive, cut anywhere; ``feed`` returns the events they
 complete. Points the spec leaves to us:
