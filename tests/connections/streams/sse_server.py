@@ -26,6 +26,7 @@ class Feed:
     heartbeat: float | None = None  # seconds between ": ping" comments
     replay_all: bool = False  # ignore Last-Event-ID: every connection gets the whole log again
     redirect_to: str | None = None  # answer 307 to this URL instead
+    authorized: object = None  # a callable (request headers → bool): 401 when it says no
 
 
 class SSEServer:
@@ -141,6 +142,8 @@ class SSEServer:
             return web.Response(status=404, text="no such feed")
         if feed.redirect_to:
             raise web.HTTPTemporaryRedirect(feed.redirect_to)
+        if feed.authorized is not None and not feed.authorized(request.headers):
+            return web.Response(status=401, text="token refused")
         if feed.status != 200:
             return web.Response(status=feed.status, text="refused")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
