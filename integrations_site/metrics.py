@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.contrib.admindocs.views import simplify_regex
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,6 +30,9 @@ from integrations_site.api import errors
 from integrations_site.api.errors import envelope
 
 PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# stream_events_total{outcome} → the StreamLease counter it sums.
+STREAM_EVENT_OUTCOMES = {"applied": "events_total", "duplicate": "events_duplicate",
+                         "oversized": "events_oversized", "invalid": "events_invalid"}
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests by route, method and status.", ["method", "route", "status"]
@@ -178,6 +181,34 @@ class DatabaseCollector:
         for outcome in ("success", "failure"):
             refresh.add_metric([outcome], counts[outcome])
         yield refresh
+        yield from self._streams()
+
+    @staticmethod
+    def _streams():
+        """Event streams, from their lease rows in one aggregate: held now, events by outcome, reconnects, lag."""
+        from connections.choices import StreamState
+        from connections.models import StreamLease
+
+        held = Q(lease_until__gt=timezone.now())
+        row = StreamLease.objects.aggregate(
+            connected=Count("pk", filter=held & Q(state=StreamState.CONNECTED)),
+            lag=Max("lag_seconds", filter=held),
+            reconnects=Sum("reconnects"),
+            **{outcome: Sum(field) for outcome, field in STREAM_EVENT_OUTCOMES.items()},
+        )
+        yield GaugeMetricFamily("streams_connected", "Event streams connected now (held by a live consumer).",
+                                value=row["connected"])
+        events = CounterMetricFamily("stream_events", "Stream events by outcome: applied, duplicate (a replay "
+                                     "not applied again), oversized (skipped), invalid (no status).",
+                                     labels=["outcome"])
+        for outcome in STREAM_EVENT_OUTCOMES:
+            events.add_metric([outcome], row[outcome] or 0)
+        yield events
+        yield CounterMetricFamily("stream_reconnects", "Event stream reconnects.", value=row["reconnects"] or 0)
+        yield GaugeMetricFamily(
+            "stream_lag_seconds", "The largest lag of the last applied events among the held streams (now minus "
+            "the event's own time, as of its application); 0 when none.", value=row["lag"] or 0,
+        )
 
     @staticmethod
     def _processing_histogram(model):

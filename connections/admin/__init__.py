@@ -5,10 +5,11 @@ from .credentials import CredentialAdmin, CredentialAdminForm
 from .integrations import DeletedFilter, IntegrationAdmin, IntegrationAdminForm
 from .providers import ProviderAdmin
 from .statuses import ExternalStatusAdmin, StatusChangeAdmin
+from .streams import IntegrationStreamAdminMixin, StreamConsumerAdmin, StreamLeaseAdmin
 from .versions import ConfigVersionAdmin, ConfigVersionInline
 
 __all__ = [
     "ConfigVersionAdmin", "ConfigVersionInline", "ConnectionCheckAdmin", "CredentialAdmin", "CredentialAdminForm",
     "DeletedFilter", "ExternalStatusAdmin", "IntegrationAdmin", "IntegrationAdminForm", "ProviderAdmin",
-    "StatusChangeAdmin",
+    "IntegrationStreamAdminMixin", "StatusChangeAdmin", "StreamConsumerAdmin", "StreamLeaseAdmin",
 ]

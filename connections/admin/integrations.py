@@ -1,4 +1,5 @@
-"""Integrations in the admin: config by group, state read-only, lifecycle, test, poll and try-search actions."""
+"""Integrations in the admin: config by group, state and stream read-only, lifecycle, test, poll, restart-stream
+and try-search actions."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -15,6 +16,7 @@ from ..models import CONFIG_FIELDS, ConnectionCheck, Integration
 from ..selectors import credential_of, has_tenant_credential
 from ..services import queueing
 from ..services import search as search_service
+from .streams import IntegrationStreamAdminMixin
 from .versions import ConfigVersionInline
 
 INTEGRATION_FIELDS = {f.name for f in Integration._meta.get_fields()}
@@ -87,7 +89,7 @@ class TrySearchForm(forms.Form):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class IntegrationAdmin(ServiceAdminMixin, IntegrationStreamAdminMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
     list_display = (
         "name", "tenant", "provider", "status", "health_state", "consecutive_failures", "last_success_at",
@@ -99,7 +101,9 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     autocomplete_fields = ("tenant", "provider")
     date_hierarchy = "created_at"
     inlines = (ConfigVersionInline,)
-    actions = ("enable_selected", "disable_selected", "test_connection", "poll_statuses", "try_search")
+    actions = (
+        "enable_selected", "disable_selected", "test_connection", "poll_statuses", "restart_stream", "try_search",
+    )
     change_form_template = "admin/connections/integration/change_form.html"
     service_object_kwarg = "integration"
     state_fields = (
@@ -126,6 +130,8 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if more:
             fieldsets.append(("More settings", {"fields": more}))
         fieldsets.append(("State", {"fields": self.state_fields}))
+        if stream := self.stream_fieldset(obj):
+            fieldsets.append(stream)
         if obj is not None:
             fieldsets.append(("Recent checks", {"fields": ("recent_checks",)}))
         return fieldsets
@@ -134,7 +140,7 @@ class IntegrationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         # The owner of an existing integration never changes; status moves through the actions.
         if obj is None:
             return self.state_fields
-        return (*self.state_fields, "tenant", "provider", "recent_checks")
+        return (*self.state_fields, "tenant", "provider", "recent_checks", *self.stream_fields)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_has_credentials=has_tenant_credential())

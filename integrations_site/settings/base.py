@@ -198,6 +198,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ProviderStatusEnum": "catalog.choices.ProviderStatus",
         "IntegrationStatusEnum": "connections.choices.IntegrationStatus",
+        "StreamStateEnum": "connections.choices.StreamState",
         "CredentialStatusEnum": "connections.choices.CredentialStatus",
         "PlanEnum": "tenants.choices.Plan",
         "AuditOutcomeEnum": "audit.choices.Outcome",

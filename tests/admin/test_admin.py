@@ -14,7 +14,16 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import SYSTEM
 from catalog.models import IntegrationProvider
-from connections.models import ConfigVersion, ConnectionCheck, Credential, ExternalStatus, Integration, StatusChange
+from connections.models import (
+    ConfigVersion,
+    ConnectionCheck,
+    Credential,
+    ExternalStatus,
+    Integration,
+    StatusChange,
+    StreamConsumer,
+    StreamLease,
+)
 from connections.services import credential_set, integration_delete, integration_update
 from tenants.authentication import hash_api_key
 from tenants.models import ApiKey, Membership, Tenant
@@ -57,6 +66,8 @@ def every_object(tenant, integration, credential, oauth_provider, staff):
                                   canonical_status="available", last_seen_at=now, last_changed_at=now)
     StatusChange.objects.create(tenant=tenant, integration=integration, external_id="sku-1", old_canonical="hold",
                                 new_canonical="available", old_raw="hold", new_raw="open", changed_at=now)
+    StreamLease.objects.create(integration=integration, tenant=tenant, consumer="host-a:1", state="connected")
+    StreamConsumer.objects.create(name="host-a:1", hostname="host-a", pid=1, started_at=now, seen_at=now)
     return locals()
 
 

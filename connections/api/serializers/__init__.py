@@ -47,6 +47,7 @@ from .search import (
     WidgetDataSerializer,
 )
 from .statuses import ExternalStatusSerializer, PollResultSerializer, QueuedPollSerializer, StatusChangeSerializer
+from .streams import StreamStateSerializer
 from .usage import LimitsSerializer, UsageDaySerializer, UsageQuerySerializer, UsageSerializer, UsedLimitSerializer
 
 __all__ = [
@@ -60,7 +61,8 @@ __all__ = [
     "WidgetDataQuerySerializer", "WidgetDataSerializer",
     "HealthSerializer", "IntegrationSerializer", "LimitsSerializer", "MeConnectionSerializer",
     "OAuth2CredentialSerializer", "PollResultSerializer", "QueuedCheckSerializer", "QueuedPollSerializer",
-    "StatusChangeSerializer", "UsageDaySerializer", "UsageQuerySerializer", "UsageSerializer", "UsedLimitSerializer",
+    "StatusChangeSerializer", "StreamStateSerializer",
+    "UsageDaySerializer", "UsageQuerySerializer", "UsageSerializer", "UsedLimitSerializer",
     "UserConnectionSerializer", "WidgetStatusSerializer", "connection_data", "credential_out",
     "integration_rows_representation", "me_connection_data",
     "validate_credential_input",

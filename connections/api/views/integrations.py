@@ -1,5 +1,5 @@
 """A tenant's integrations: CRUD, lifecycle, credentials, test, health, poll, OAuth connect and disconnect,
-limits and usage, activity and widgets."""
+limits and usage, activity, widgets and the event stream's state."""
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
@@ -60,6 +60,7 @@ from ..serializers import (
     integration_rows_representation,
     validate_credential_input,
 )
+from .streams import IntegrationStreamMixin
 
 ASYNC_PARAM = OpenApiParameter(
     "async", bool, OpenApiParameter.QUERY, description="1 (or true) to queue and answer 202; 0 or false runs it now."
@@ -72,6 +73,7 @@ class IntegrationViewSet(
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
+    IntegrationStreamMixin,
     TenantScopedViewSet,
 ):
     """A tenant's integrations. DELETE is a soft delete."""
@@ -116,6 +118,7 @@ class IntegrationViewSet(
         "widget_activity": "integrations.read",
         "search": "integrations.read",
         "widget_data": "integrations.read",
+        "stream": "integrations.read",
     }
 
     def _fresh(self, integration):

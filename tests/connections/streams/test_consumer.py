@@ -150,9 +150,9 @@ def test_a_config_change_reaches_the_holder(sse_server, loopback_allowed, consum
         Integration.objects.filter(pk=integration.pk).update(deleted_at=timezone.now())
     else:
         Integration.objects.filter(pk=integration.pk).update(stream_endpoint="/other")
-    wait_for(lambda: sse_server.open_to("/feed") == 0, timeout=5, what="the stream closed")
+    wait_for(lambda: sse_server.open_to("/feed") == 0, timeout=10, what="the stream closed")
     if change == "endpoint":
-        wait_for(lambda: sse_server.open_to("/other") == 1, timeout=5, what="the new endpoint read")
+        wait_for(lambda: sse_server.open_to("/other") == 1, timeout=10, what="the new endpoint read")
     else:
         wait_for(lambda: lease_of(integration).state == "stopped", what="the lease stopped")
         assert lease_of(integration).consumer == ""
@@ -163,7 +163,7 @@ def test_a_restart_asked_for_reconnects(sse_server, loopback_allowed, consumers)
     consumers()
     sse_server.wait_for_connections("/feed", 1)
     stream_restart(integrations=[integration], actor=SYSTEM)
-    sse_server.wait_for_connections("/feed", 2, timeout=5)
+    sse_server.wait_for_connections("/feed", 2, timeout=10)
     wait_for(lambda: sse_server.open_to("/feed") == 1, what="one stream open again")
 
 
