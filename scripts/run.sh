@@ -6,9 +6,11 @@
 # Migrates, seeds the demo data (manage.py seed_demo), then starts the demo
 # upstream (manage.py run_demo_upstream: the stand-in external APIs and OAuth
 # provider of the demo integrations, and a sender of signed webhook
-# deliveries), the web server, a Celery worker and Celery beat; Ctrl-C stops
-# all four.  The upstream, worker and beat log to VAR_DIR/log/; the web server
-# logs to stdout.
+# deliveries), the web server, a Celery worker, Celery beat and the stream
+# consumer (manage.py run_streams: it holds the event streams of integrations
+# with update method "sse", the demo shipping's among them); Ctrl-C stops all
+# five.  The upstream, worker, beat and streams log to VAR_DIR/log/; the web
+# server logs to stdout.
 #
 # Environment:
 #   HOST, PORT        where the web server listens (default 127.0.0.1:8000)
@@ -199,12 +201,15 @@ start_child worker "${LOG_DIR}/worker.log" "${VENV}/bin/celery" -A integrations_
     --loglevel=info --pool=threads --concurrency=8
 start_child beat "${LOG_DIR}/beat.log" "${VENV}/bin/celery" -A integrations_site beat \
     --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+# It stops on SIGTERM as the others do, giving back its streams' leases first.
+start_child streams "${LOG_DIR}/streams.log" "${VENV}/bin/python" manage.py run_streams
 wait_healthy "${BASE_URL}/healthz"
 
 printf '\nIntegrations hub running at %s/  (admin: /admin/, API docs: /api/docs/)\n' "${BASE_URL}"
 printf 'Demo upstream at %s/ (the demo integrations call it; it sends webhooks every %ss).\n' \
     "${UPSTREAM_URL}" "${DEMO_SEND_EVERY}"
-printf 'Logs: %s/upstream.log, worker.log, beat.log.  Ctrl-C stops everything.\n\n' "${LOG_DIR}"
+printf 'Processes: upstream, web, worker, beat, streams (the event stream consumer).\n'
+printf 'Logs: %s/upstream.log, worker.log, beat.log, streams.log.  Ctrl-C stops everything.\n\n' "${LOG_DIR}"
 
 if [[ "${RUN_ONCE_CHECK:-0}" == "1" ]]; then
     say "RUN_ONCE_CHECK=1: start-up verified, stopping"
@@ -212,7 +217,7 @@ if [[ "${RUN_ONCE_CHECK:-0}" == "1" ]]; then
     exit 0
 fi
 
-# Stay up until a signal arrives or one of the four exits on its own.
+# Stay up until a signal arrives or one of the five exits on its own.
 set +e
 wait -n "${PIDS[@]}"
 rc=$?

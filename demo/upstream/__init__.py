@@ -2,11 +2,13 @@
 
 ``python manage.py run_demo_upstream`` serves, on one loopback port:
 
-- ``server``: the HTTP server and its route table (the place to add a search
-  endpoint or an event stream later);
+- ``server``: the HTTP server and its route table (the place to add a route);
 - ``api``: the REST services the demo integrations call (health, a status
   list that changes every few seconds, endpoints behind an API key, a bearer
   token, HTTP Basic and OAuth access tokens);
+- ``streams``: the demo shipping's delivery slots as an event stream
+  (``/shipping/stream``, server-sent events with ids, ``retry`` and pings,
+  resumed from ``Last-Event-ID``), read by ``manage.py run_streams``;
 - ``oauth``: the demo CRM's OAuth 2.0 authorization server (consent page,
   code + PKCE, refresh rotation, revocation);
 - ``sender``: a thread posting signed status updates to the hub's webhook
@@ -28,10 +30,11 @@ from .oauth import CLIENT_ID, CLIENT_SECRET, SCOPES, TOKEN_AUTH_METHOD, Authoriz
 from .routing import Request, Response, Route, html_response, json_response, redirect
 from .sender import PAYMENTS_PROVIDER, WebhookSender, sign
 from .server import DemoUpstream
+from .streams import EventStream
 
 __all__ = [
     "CLIENT_ID", "CLIENT_SECRET", "INVENTORY_API_KEY", "INVENTORY_KEY_HEADER", "PAYMENTS_PROVIDER",
     "PAYMENTS_TOKEN", "SCOPES", "SHIPPING_PASSWORD", "SHIPPING_USERNAME", "TOKEN_AUTH_METHOD", "UNKNOWN_STATUS",
-    "AuthorizationServer", "DemoUpstream", "Request", "Response", "Route", "StatusFeed", "WebhookSender",
+    "AuthorizationServer", "DemoUpstream", "EventStream", "Request", "Response", "Route", "StatusFeed", "WebhookSender",
     "html_response", "json_response", "redirect", "sign",
 ]

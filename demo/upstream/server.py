@@ -7,8 +7,12 @@ of the server's credential checks (``api_key``, ``bearer``, ``basic``,
 
 Extension points: ``DemoUpstream.routes`` is a plain dict, so a search
 endpoint or an event stream is one more entry. ``Response.stream`` (an
-iterable of byte chunks) is sent without a length and the connection is closed
-afterwards, which is what ``text/event-stream`` needs::
+iterable of byte chunks) is sent without a length, each chunk written and
+flushed at once, and the connection is closed afterwards, which is what
+``text/event-stream`` needs (``streams.py`` serves the demo's own stream). A
+write that fails (the client went away, or stopped reading for
+``IDLE_TIMEOUT_SECONDS``) ends the response: the stream is closed and the
+handler's thread ends::
 
     upstream.routes[("GET", "/inventory/search")] = Route(search, auth="api_key")
     upstream.routes[("GET", "/inventory/stream")] = Route(
@@ -24,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from . import api
+from . import api, streams
 from .oauth import AuthorizationServer
 from .routing import Request, Response, Route, json_response
 
@@ -47,11 +51,14 @@ class DemoUpstream:
                  token_lifetime: int = 3600, clock: Callable[[], float] = time.time):
         self.inventory = api.inventory_feed(period=rotate_every, clock=clock)
         self.payments = api.payments_feed(period=rotate_every, clock=clock)
+        self.slots = streams.slots_feed(period=rotate_every, clock=clock)
+        self.slot_stream = streams.EventStream(self.slots)
         self.oauth = AuthorizationServer(redirect_uris=redirect_uris, auto_approve=auto_approve,
                                          token_lifetime=token_lifetime, clock=clock)
         self.auth_checks: dict[str, Callable[[Request], object]] = {**api.AUTH_CHECKS,
                                                                      "oauth": self.oauth.check_access}
-        self.routes: dict[tuple[str, str], Route] = {**api.routes(self), **self.oauth.routes()}
+        self.routes: dict[tuple[str, str], Route] = {**api.routes(self), **streams.routes(self),
+                                                     **self.oauth.routes()}
         self.httpd = ThreadingHTTPServer((host, port), _handler_class(self))
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -74,6 +81,7 @@ class DemoUpstream:
         return self
 
     def stop(self) -> None:
+        self.slot_stream.stop()  # open event streams end too, not only the listening socket
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -154,8 +162,12 @@ def _handler_class(upstream: DemoUpstream):
                 for chunk in response.stream:
                     self.wfile.write(chunk)
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the client went away (broken pipe, reset) or stopped reading (timeout)
                 pass
+            finally:
+                close = getattr(response.stream, "close", None)
+                if close is not None:  # a generator's own clean-up runs now, not when it is collected
+                    close()
 
         def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
             pass  # requests are logged by _serve, without their query strings

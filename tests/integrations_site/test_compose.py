@@ -1,9 +1,10 @@
 """docker-compose.yml and .env.example: the structure of the stack (there is no Docker engine here to run
-it), the health checks' commands run for real against a Celery worker and beat, and .env.example against
-the production settings."""
+it), the health checks' commands run for real against a Celery worker, beat and a stream consumer, and
+.env.example against the production settings."""
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,10 @@ from celery.signals import beat_init, heartbeat_sent, worker_ready, worker_shutd
 from cryptography.fernet import Fernet
 from django.core.management import load_command_class
 
+from connections.models import StreamConsumer, StreamLease
+from tests.connections.factories import IntegrationFactory
+from tests.helpers import current_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
@@ -24,14 +29,29 @@ SERVICES = COMPOSE["services"]
 ENV_EXAMPLE_LINES = (ROOT / ".env.example").read_text().splitlines()
 ENV_EXAMPLE = dict(line.split("=", 1) for line in ENV_EXAMPLE_LINES if re.match(r"^[A-Z][A-Z0-9_]*=", line))
 IMAGE = "integrations-hub:latest"
-APP_SERVICES = {"migrate", "setup", "web", "worker", "beat"}
+APP_SERVICES = {"migrate", "setup", "web", "worker", "beat", "streams"}
+HEARTBEATS = (("worker", "WORKER_HEARTBEAT_FILE"), ("beat", "BEAT_HEARTBEAT_FILE"),
+              ("streams", "STREAMS_HEARTBEAT_FILE"))
 
 
 # --- structure -------------------------------------------------------------------------------------------------
 
 
-def test_the_services_are_the_stack_without_a_streams_consumer_yet():
+def test_the_services_are_the_stack_with_its_streams_consumer():
     assert set(SERVICES) == {"postgres", "redis", *APP_SERVICES}
+
+
+def test_the_streams_service_runs_the_consumer_scalable_and_stops_it_with_sigterm_in_time():
+    streams = SERVICES["streams"]
+    assert streams["command"] == ["python", "manage.py", "run_streams"]
+    assert streams["image"] == SERVICES["worker"]["image"]
+    # Scales with --scale: no fixed container name, no published port.
+    assert "container_name" not in streams and "ports" not in streams
+    assert streams["stop_signal"] == "SIGTERM"
+    grace = re.fullmatch(r"(\d+)s", streams["stop_grace_period"])
+    # Longer than a lease round (at most 2 s) and Docker's default 10 s.
+    assert grace and int(grace.group(1)) > 10
+    assert "--scale streams" in COMPOSE_TEXT.split("services:")[0]  # the header comment says how
 
 
 def test_every_app_service_runs_the_one_image_and_only_migrate_builds_it():
@@ -50,7 +70,7 @@ def test_every_app_service_runs_the_one_image_and_only_migrate_builds_it():
 def test_migrate_waits_for_postgresql_only_and_the_rest_wait_for_migrate_and_redis():
     assert SERVICES["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert SERVICES["migrate"]["restart"] == "no"
-    for name in ("web", "worker", "beat", "setup"):
+    for name in ("web", "worker", "beat", "streams", "setup"):
         assert SERVICES[name]["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
@@ -58,14 +78,14 @@ def test_migrate_waits_for_postgresql_only_and_the_rest_wait_for_migrate_and_red
         }, name
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "web", "worker", "beat"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "web", "worker", "beat", "streams"])
 def test_long_running_services_have_a_health_check(name):
     check = SERVICES[name]["healthcheck"]
     assert check["test"] and check["interval"] and check["retries"]
 
 
-def test_worker_and_beat_health_checks_read_a_heartbeat_file_not_the_broker():
-    for name, variable in (("worker", "WORKER_HEARTBEAT_FILE"), ("beat", "BEAT_HEARTBEAT_FILE")):
+def test_worker_beat_and_streams_health_checks_read_a_heartbeat_file_not_the_broker():
+    for name, variable in HEARTBEATS:
         service = SERVICES[name]
         command = " ".join(service["healthcheck"]["test"])
         assert variable in command and "getmtime" in command
@@ -274,7 +294,7 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-@pytest.mark.parametrize("service, variable", [("worker", "WORKER_HEARTBEAT_FILE"), ("beat", "BEAT_HEARTBEAT_FILE")])
+@pytest.mark.parametrize("service, variable", HEARTBEATS)
 def test_a_missing_or_stale_heartbeat_file_fails_the_health_check(tmp_path, service, variable):
     path = tmp_path / "heartbeat"
     assert health_check(service, {variable: str(path)}) != 0
@@ -314,3 +334,33 @@ def test_a_running_beat_keeps_its_health_check_passing(tmp_path):
         assert health_check("beat", {"BEAT_HEARTBEAT_FILE": str(path)}) == 0
     finally:
         _stop(beat)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_stream_consumer_keeps_its_health_check_passing_and_sigterm_releases_its_leases(tmp_path):
+    path = tmp_path / "streams.heartbeat"
+    # An sse integration whose address the outbound policy refuses: leased and backing off, no connection made.
+    integration = IntegrationFactory(update_method="sse", api_base_url="http://127.0.0.1:9", stream_endpoint="/events")
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "run_streams", "--lease-seconds", "3", "--name", "compose-heartbeat-check"],
+        cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "integrations_site.settings.test",
+                       "DATABASE_URL": current_database_url(), "OUTBOUND_ALLOWED_HOSTS": "",
+                       "STREAMS_HEARTBEAT_FILE": str(path)},
+        stdout=open(tmp_path / "streams.log", "w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(path.exists, what=f"the consumer's heartbeat ({(tmp_path / 'streams.log').read_text()[-2000:]})")
+        _wait_for(lambda: StreamLease.objects.filter(integration=integration, consumer="compose-heartbeat-check")
+                  .exists(), timeout=15, what="the stream leased")
+        first = path.stat().st_mtime
+        os.utime(path, (first - 100, first - 100))
+        _wait_for(lambda: path.stat().st_mtime > first - 50, timeout=10, what="the next lease round")
+        assert health_check("streams", {"STREAMS_HEARTBEAT_FILE": str(path)}) == 0
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=int(SERVICES["streams"]["stop_grace_period"].rstrip("s"))) == 0
+    finally:
+        _stop(consumer)
+    assert StreamLease.objects.get(integration=integration).consumer == ""
+    assert not StreamConsumer.objects.filter(pk="compose-heartbeat-check").exists()
+    os.utime(path, (time.time() - 120, time.time() - 120))  # nothing touches it any more
+    assert health_check("streams", {"STREAMS_HEARTBEAT_FILE": str(path)}) != 0

@@ -5,9 +5,10 @@ filesystem broker and logs) on free ports, with none of the test run's
 database, Redis or settings in its environment. Through the API, as
 demo-admin with a JWT, the test waits for: the seeded integrations that have
 credentials healthy, the polled inventory's statuses changed, webhook events
-from the upstream's sender processed, and the API docs served. Then it sends
-SIGINT to the script and checks that the script and each of its children (the
-upstream, web, worker and beat) have stopped.
+from the upstream's sender processed, the streamed shipping slots' statuses
+stored by the stream consumer (its stream connected), and the API docs served.
+Then it sends SIGINT to the script and checks that the script and each of its
+children (the upstream, web, worker, beat and streams) have stopped.
 """
 import os
 import re
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.embedded_default]
 ROOT = Path(__file__).resolve().parent.parent.parent
 ALIVE_WITHIN = 120  # seconds from the start of the script
 STOP_WITHIN = 60
-CHILDREN = {"upstream", "web", "worker", "beat"}
+CHILDREN = {"upstream", "web", "worker", "beat", "streams"}
 WITH_CREDENTIALS = {"Demo inventory API", "Demo payments", "Demo shipping"}
 # What the script may see of this machine's environment: nothing that points it at the test run's servers.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")
@@ -95,7 +96,7 @@ class Run:
 
     def logs(self) -> str:
         parts = [f"--- run.sh output ---\n{self.output()[-6000:]}"]
-        for name in ("upstream", "worker", "beat"):
+        for name in ("upstream", "worker", "beat", "streams"):
             path = self.var_dir / "log" / f"{name}.log"
             if path.exists():
                 parts.append(f"--- {name}.log ---\n{path.read_text(errors='replace')[-3000:]}")
@@ -170,6 +171,19 @@ def test_run_sh_brings_the_demo_alive_and_ctrl_c_stops_every_child(tmp_path):
             return body["total"]
 
         assert wait_for(run, "processed webhook events", processed_events) >= 1
+
+        shipping = integrations["Demo shipping"]
+
+        def streamed_statuses():
+            status, body = api(run.base, f"/api/v1/integrations/{shipping}/statuses/", access)
+            assert status == 200, body
+            return body["total"]
+
+        # The consumer's snapshot holds every slot: all five arrive with the stream's first event.
+        assert wait_for(run, "statuses of the streamed shipping slots", streamed_statuses) == 5
+        status, stream = api(run.base, f"/api/v1/integrations/{shipping}/stream", access)
+        assert status == 200 and stream["state"] == "connected" and stream["events_total"] >= 1, stream
+        assert stream["consumer"] and stream["last_event_id"], stream
         docs_status, docs = api(run.base, "/api/docs/", accept="text/html")
         assert docs_status == 200 and b"swagger" in docs.lower()
         print("run.sh, seconds after start: " + ", ".join(f"{what} {at:.1f}" for what, at in run.milestones.items()))

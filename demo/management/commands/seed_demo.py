@@ -6,13 +6,15 @@ The demo integrations, each pointing at ``DEMO_UPSTREAM_URL``:
 - "Demo inventory API": an API key; polls a status list that changes every few seconds;
 - "Demo payments": a bearer token; status updates arrive as signed webhook deliveries
   at its webhook endpoint (the upstream's sender posts them);
-- "Demo shipping": HTTP Basic;
+- "Demo shipping": HTTP Basic; its delivery slots' statuses arrive over an event stream
+  (update method ``sse``, ``/shipping/stream``), held by ``manage.py run_streams``;
 - "Demo CRM": the OAuth demo provider, connected by a tenant admin through
   ``POST /api/v1/integrations/{id}/connect/oauth`` and a browser.
 
 Idempotent: rows that exist are left alone, so a second run creates nothing; a
 demo integration that points somewhere else (the api.example.com placeholder of
-older runs, another upstream port) is pointed at the upstream again. Everything
+older runs, another upstream port) is pointed at the upstream again, and one
+seeded before search or event streams existed gets them once. Everything
 is written through the services, audited as ``system``. ``--catalog-only``
 writes the real-world provider catalog and nothing else, as ``seed_catalog`` (the
 production one-shot) does.
@@ -55,6 +57,7 @@ DEMO_USERS = (
 DEMO_INTEGRATION = "Demo inventory API"
 DEMO_KEY_NAME = "Demo key"
 DEMO_ENDPOINT_NAME = "Demo payments events"
+DEMO_STREAM_ENDPOINT = "/shipping/stream"
 
 def demo_providers(upstream: str) -> list[dict]:
     """Catalog entries of the demo upstream's services (local demo only, never in --catalog-only)."""
@@ -142,9 +145,11 @@ def demo_integrations(upstream: str) -> list[dict]:
         {
             "provider": "demo-shipping", "credential": ("basic", {"username": demo.SHIPPING_USERNAME,
                                                                  "password": demo.SHIPPING_PASSWORD}),
-            "data": {"name": "Demo shipping", "description": "Shipments from the demo upstream (HTTP Basic).",
+            "data": {"name": "Demo shipping",
+                     "description": "Shipments (HTTP Basic); delivery slot statuses streamed as server-sent events.",
                      "environment": "sandbox", "api_base_url": upstream, "test_endpoint": "/shipping/ping",
-                     "search_enabled": True},
+                     "update_method": "sse", "stream_endpoint": DEMO_STREAM_ENDPOINT,
+                     "status_mapping": CANONICAL_STATUS_MAPPING, "search_enabled": True},
         },
         {
             "provider": "demo-crm", "credential": None,
@@ -171,6 +176,21 @@ def return_hosts(hub_url: str) -> list[str]:
     if parts.hostname in ("127.0.0.1", "localhost"):
         hosts = [f"127.0.0.1{port}", f"localhost{port}"]
     return hosts
+
+
+def _missing_features(integration: Integration, data: dict) -> dict:
+    """What a demo integration seeded before search or event streams existed lacks of ``data``.
+
+    Given once: an integration that has them keeps what a person set since (another update method,
+    another mapping)."""
+    missing = {}
+    if data.get("search_enabled") and not integration.search_enabled:
+        missing["search_enabled"] = True
+    if data.get("stream_endpoint") and not integration.stream_endpoint:
+        missing.update(update_method=data["update_method"], stream_endpoint=data["stream_endpoint"])
+        if not integration.status_mapping:
+            missing["status_mapping"] = data["status_mapping"]
+    return missing
 
 
 class Command(BaseCommand):
@@ -268,8 +288,8 @@ class Command(BaseCommand):
             integration = integration_create(actor=SYSTEM, tenant=tenant, provider=provider, data=data)
         elif integration.api_base_url.rstrip("/") != upstream:
             integration = integration_update(actor=SYSTEM, integration=integration, data=data)
-        elif data.get("search_enabled") and not integration.search_enabled:  # seeded before search existed
-            integration = integration_update(actor=SYSTEM, integration=integration, data={"search_enabled": True})
+        elif missing := _missing_features(integration, data):
+            integration = integration_update(actor=SYSTEM, integration=integration, data=missing)
         if spec["credential"] is not None:
             credential = credential_of(integration)
             if credential is None or not credential.is_set:
@@ -320,7 +340,8 @@ class Command(BaseCommand):
         out.write(f"  {inventory.name:<20} api_key, statuses polled every {inventory.polling_interval_seconds}s"
                   f"  {inventory.pk}")
         out.write(f"  {payments.name:<20} bearer, webhooks at {endpoint.url_path}  {payments.pk}")
-        out.write(f"  {shipping.name:<20} basic  {shipping.pk}")
+        out.write(f"  {shipping.name:<20} basic, slot statuses streamed from {shipping.stream_endpoint} "
+                  f"(manage.py run_streams)  {shipping.pk}")
         out.write(f"  {crm.name:<20} oauth2, connect it:  {crm.pk}")
         out.write(f"    POST {hub}/api/v1/integrations/{crm.pk}/connect/oauth "
                   f'{{"return_url": "{hub}/"}}  (as demo-admin)')
