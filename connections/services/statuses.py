@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.choices import CanonicalStatus
-from integrations_site import bounds
+from integrations_site import bounds, bulk
 
 from ..adapters import dig
 from ..models import ExternalStatus, Integration, StatusChange
@@ -143,9 +143,8 @@ def statuses_store_many(entries: list[tuple[Integration, list[tuple[str, str]]]]
         result.seen = len(latest)
         results.append(result)
     ExternalStatus.objects.bulk_create(new_rows)
-    ExternalStatus.objects.bulk_update(
-        list(updated.values()), ["raw_status", "canonical_status", "is_unknown", "last_seen_at", "last_changed_at"],
-        batch_size=500,
+    bulk.rows_update(
+        list(updated.values()), ["raw_status", "canonical_status", "is_unknown", "last_seen_at", "last_changed_at"]
     )
     StatusChange.objects.bulk_create(changes, batch_size=500)
     Integration.objects.filter(pk__in=list(integrations)).update(last_polled_at=now)

@@ -8,8 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from connections.models import ConnectionCheck, Integration
+from connections.models import ConnectionCheck, Integration, StreamLease
 from integrations_site import bulk
+from tests.connections.factories import IntegrationFactory
 
 
 def test_insert_writes_rows_equal_to_bulk_create(tenant, integration):
@@ -80,3 +81,21 @@ def test_update_sets_the_values_on_the_given_rows_only(tenant, provider, integra
     changed, untouched = Integration.objects.get(pk=integration.pk), Integration.objects.get(pk=other.pk)
     assert (changed.health_state, changed.last_error, changed.health_checked_at) == ("degraded", {"code": "X"}, now)
     assert untouched.health_state == "unknown" and untouched.last_error == {}
+
+
+def test_rows_update_writes_each_rows_own_values_as_bulk_update_would(tenant, integration):
+    other = IntegrationFactory(tenant=tenant)
+    at = timezone.now() - timedelta(minutes=3)
+    leases = [StreamLease.objects.create(integration=i, tenant=tenant) for i in (integration, other)]
+    leases[0].last_event_id, leases[0].recent_event_ids, leases[0].last_event_at = "e-1", ["e-0", "e-1"], at
+    leases[0].last_error, leases[0].lag_seconds, leases[0].events_total = {"code": "X", "message": "é\n"}, 0.25, 7
+    leases[1].last_event_id, leases[1].recent_event_ids, leases[1].last_event_at = "", [], None
+    leases[1].last_error, leases[1].lag_seconds, leases[1].events_total = {}, None, 2**40
+    fields = ["last_event_id", "recent_event_ids", "last_event_at", "last_error", "lag_seconds", "events_total"]
+    with CaptureQueriesContext(connection) as queries:
+        bulk.rows_update(leases, fields)
+    assert len(queries) == 1  # one executemany
+    for lease in leases:
+        stored = StreamLease.objects.get(pk=lease.pk)
+        assert [getattr(stored, name) for name in fields] == [getattr(lease, name) for name in fields]
+    bulk.rows_update([], fields)  # nothing to write: no statement

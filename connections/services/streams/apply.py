@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from integrations_site import bounds
+from integrations_site import bounds, bulk
 
 from ...models import RECENT_EVENT_IDS, Integration, StreamLease
 from ..statuses import PollError, event_items, statuses_store_many
@@ -84,7 +84,7 @@ def stream_batch_apply(*, consumer: str, integrations: dict[str, Integration], e
                         setattr(lease, name[4:], getattr(lease, name[4:]) + value)
                     else:
                         setattr(lease, name, value)
-        StreamLease.objects.bulk_update(list(leases.values()), LEASE_FIELDS, batch_size=500)
+        bulk.rows_update(list(leases.values()), LEASE_FIELDS)
     outcome.last_event_ids = {pk: lease.last_event_id for pk, lease in leases.items()}
     return outcome
 

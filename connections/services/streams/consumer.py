@@ -35,7 +35,7 @@ from integrations_site.outbound import transport
 from ...models import StreamConsumer
 from .apply import StreamEvent, stream_batch_apply
 from .leases import leases_release, leases_sync
-from .setup import StreamSetup, stream_setups
+from .setup import stream_setups
 from .stream import Stream
 
 logger = logging.getLogger("connections.streams")
@@ -104,25 +104,30 @@ class Consumer:
             await asyncio.sleep(self.round_seconds)
 
     async def _round(self) -> None:
-        outcome = await self.on_db(leases_sync, consumer=self.info, held=set(self.streams),
+        known = {pk: stream.config for pk, stream in self.streams.items()}
+        outcome = await self.on_db(leases_sync, consumer=self.info, held=set(self.streams), known=known,
                                    capacity=self.capacity, lease_seconds=self.lease_seconds)
         await self._stop_streams(outcome.dropped)
-        wanted = {}
-        for pk, integration in outcome.held.items():
-            stream = self.streams.get(pk)
-            setup_key = StreamSetup.key_of(integration, outcome.credentials.get(pk))
-            if stream is None or stream.setup.key != setup_key or pk in outcome.restart:
-                wanted[pk] = (integration, outcome.credentials.get(pk))
-            else:
-                stream.setup.integration = integration  # mapping and paths as they are now
-        setups = await self.on_db(stream_setups, wanted=wanted) if wanted else {}
-        for pk, setup in setups.items():
-            last_event_id = outcome.leases[pk].last_event_id if pk in outcome.leases else None
-            old = self.streams.get(pk)
-            if old is not None:
-                last_event_id = old.last_event_id
+        setups = await self.on_db(stream_setups, wanted={
+            pk: (integration, outcome.credentials.get(pk)) for pk, integration in outcome.loaded.items()
+        }) if outcome.loaded else {}
+        for pk, config in outcome.config.items():
+            stream, setup = self.streams.get(pk), setups.get(pk)
+            if stream is not None and (setup is None or setup.key == stream.setup.key):
+                if setup is not None:
+                    stream.setup.integration = setup.integration  # mapping and paths as they are now
+                stream.config = config
+                if pk in outcome.restart:
+                    stream.restart()
+                continue
+            if setup is None:  # held but not loaded (its row changed between two reads): the next round
+                continue
+            last_event_id = outcome.leases[pk].last_event_id if pk in outcome.leases else ""
+            if stream is not None:
+                last_event_id = stream.last_event_id
                 await self._stop_streams({pk})
             self.streams[pk] = Stream(self, setup, last_event_id or "")
+            self.streams[pk].config = config
         if self.heartbeat:
             Path(self.heartbeat).touch()
 

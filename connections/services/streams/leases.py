@@ -23,15 +23,23 @@ from ...choices import IntegrationStatus, StreamState, UpdateMethod
 from ...models import Credential, Integration, StreamConsumer, StreamLease
 from ...selectors import tenant_credentials
 
+# What a held stream is read with: a change reloads the integration (and its credential).
+CONFIG_COLUMNS = (
+    "api_base_url", "stream_endpoint", "timeout_seconds", "settings", "status_mapping", "status_items_path",
+    "status_id_field", "status_field", "provider__updated_at",
+)
+
 
 @dataclass
 class Round:
-    """What a round decided: the integrations now held (fresh rows, provider loaded) with their
-    tenant-wide credential (payload not loaded), those lost or let go, and restarts asked for."""
+    """What a round decided: the streams now held (``config``: each one's config columns and
+    credential version, to compare with the consumer's), the rows of those new or changed (provider
+    and credential loaded), the leases claimed in this round, those lost or let go, restarts asked for."""
 
-    held: dict[str, Integration] = field(default_factory=dict)
+    config: dict[str, tuple] = field(default_factory=dict)
+    loaded: dict[str, Integration] = field(default_factory=dict)
     credentials: dict[str, Credential | None] = field(default_factory=dict)
-    leases: dict[str, StreamLease] = field(default_factory=dict)  # of the streams claimed in this round
+    leases: dict[str, StreamLease] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     restart: set[str] = field(default_factory=set)
 
@@ -42,7 +50,9 @@ def eligible_integrations():
             .exclude(status=IntegrationStatus.DISABLED).exclude(stream_endpoint=""))
 
 
-def leases_sync(*, consumer: StreamConsumer, held: set[str], capacity: int, lease_seconds: float) -> Round:
+def leases_sync(*, consumer: StreamConsumer, held: set[str], known: dict[str, tuple], capacity: int,
+                lease_seconds: float) -> Round:
+    """One round (see the module docstring); ``known`` is the config the consumer holds per stream."""
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds)
     outcome = Round()
@@ -70,11 +80,23 @@ def leases_sync(*, consumer: StreamConsumer, held: set[str], capacity: int, leas
         outcome.restart = {str(pk) for pk in restarts.values_list("integration_id", flat=True)}
         restarts.update(restart_requested=False)
     outcome.dropped = held - keep
-    rows = Integration.objects.filter(pk__in=keep).select_related("provider")
-    outcome.held = {str(i.pk): i for i in rows}
-    credentials = {str(c.integration_id): c for c in tenant_credentials(integration_id__in=keep).defer("payload")}
-    outcome.credentials = {pk: credentials.get(pk) for pk in outcome.held}
+    _load_changed(outcome, keep, known)
     return outcome
+
+
+def _load_changed(outcome: Round, keep: set[str], known: dict[str, tuple]) -> None:
+    """The config of every held stream as plain values (no model per row), and the whole rows of the
+    streams whose config is new to the consumer: a round with nothing changed loads no model."""
+    credential_columns = ("integration_id", "pk", "version", "updated_at")
+    versions = {str(pk): tuple(rest) for pk, *rest in
+                tenant_credentials(integration_id__in=keep).values_list(*credential_columns)}
+    for pk, *columns in Integration.objects.filter(pk__in=keep).values_list("pk", *CONFIG_COLUMNS):
+        outcome.config[str(pk)] = (*columns, versions.get(str(pk)))
+    changed = [pk for pk, config in outcome.config.items() if known.get(pk) != config]
+    if changed:
+        outcome.loaded = {str(i.pk): i for i in Integration.objects.filter(pk__in=changed).select_related("provider")}
+        credentials = {str(c.integration_id): c for c in tenant_credentials(integration_id__in=changed)}
+        outcome.credentials = {pk: credentials.get(pk) for pk in outcome.loaded}
 
 
 def _release(ids: set[str], name: str, state: str) -> None:
@@ -96,11 +118,11 @@ def _claim(eligible, name: str, want: int, now, until) -> list[StreamLease]:
     free = Q(consumer="") | Q(lease_until__isnull=True) | Q(lease_until__lte=now)
     rows = list(
         StreamLease.objects.filter(free, integration_id__in=eligible.values("pk"))
-        .order_by("lease_until").select_for_update(skip_locked=True)[:want]
+        .order_by("lease_until").select_for_update(skip_locked=True).only("integration_id", "last_event_id")[:want]
     )
-    for lease in rows:
-        lease.consumer, lease.lease_until, lease.state = name, until, StreamState.CONNECTING
-    StreamLease.objects.bulk_update(rows, ["consumer", "lease_until", "state"])
+    StreamLease.objects.filter(pk__in=[lease.pk for lease in rows]).update(
+        consumer=name, lease_until=until, state=StreamState.CONNECTING
+    )
     return rows
 
 

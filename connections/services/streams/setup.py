@@ -42,13 +42,8 @@ def _setup(integration: Integration, credential: Credential | None) -> StreamSet
 
 
 def stream_setups(*, wanted: dict[str, tuple[Integration, Credential | None]]) -> dict[str, StreamSetup]:
-    """A setup per integration; the credentials (loaded without their payload) loaded whole, in one query."""
-    ids = [credential.pk for _, credential in wanted.values() if credential is not None]
-    whole = {c.pk: c for c in Credential.objects.filter(pk__in=ids)}
-    return {
-        pk: _setup(integration, whole.get(credential.pk) if credential is not None else None)
-        for pk, (integration, credential) in wanted.items()
-    }
+    """A setup per integration (its credential decrypted: run off the event loop)."""
+    return {pk: _setup(integration, credential) for pk, (integration, credential) in wanted.items()}
 
 
 def setup_refreshed(*, setup: StreamSetup) -> StreamSetup | None:

@@ -33,6 +33,7 @@ class Stream:
     def __init__(self, consumer, setup, last_event_id: str):
         self.consumer, self.setup, self.last_event_id = consumer, setup, last_event_id
         self.pk = str(setup.integration.pk)
+        self.config: tuple = ()  # the config columns it was last seen with (leases.CONFIG_COLUMNS)
         self.retry_ms: int | None = None
         self._restart = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"stream-{self.pk}")
