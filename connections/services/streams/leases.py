@@ -23,6 +23,8 @@ from ...choices import IntegrationStatus, StreamState, UpdateMethod
 from ...models import Credential, Integration, StreamConsumer, StreamLease
 from ...selectors import tenant_credentials
 
+FORGET_CONSUMER_AFTER = timedelta(hours=1)  # a consumer not seen for this long is no longer listed
+
 # What a held stream is read with: a change reloads the integration (and its credential).
 CONFIG_COLUMNS = (
     "api_base_url", "stream_endpoint", "timeout_seconds", "settings", "status_mapping", "status_items_path",
@@ -66,6 +68,7 @@ def leases_sync(*, consumer: StreamConsumer, held: set[str], known: dict[str, tu
         keep = {str(pk) for pk in eligible.filter(pk__in=ours).values_list("pk", flat=True)}
         _release(ours - keep, consumer.name, StreamState.STOPPED)
         _create_missing(eligible)
+        StreamConsumer.objects.filter(seen_at__lt=now - FORGET_CONSUMER_AFTER).delete()  # killed, long ago
         live = StreamConsumer.objects.filter(seen_at__gt=now - timedelta(seconds=lease_seconds)).count()
         share = min(capacity, math.ceil(eligible.count() / max(1, live)))
         if len(keep) > share and live > 1:

@@ -6,6 +6,7 @@ import random
 from django.utils import timezone
 
 from integrations_site.outbound import OutboundError, retry_after_seconds
+from integrations_site.outbound.client import BAD_HEADER_VALUE
 from integrations_site.outbound.sse import EventStreamParser
 from integrations_site.outbound.streaming import StreamRefused, stream_open
 
@@ -17,6 +18,7 @@ logger = logging.getLogger("connections.streams")
 
 MAX_BACKOFF_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 1.0
+MAX_EVENT_ID_CHARS = 1024  # a longer id is neither kept (to skip its replay) nor sent back (to resume)
 
 
 def backoff_seconds(failures: int, retry_ms: int | None, retry_after: float | None = None) -> float:
@@ -88,8 +90,8 @@ class Stream:
         self.consumer.state(self.pk, state=StreamState.CONNECTING)
         options = dict(self.setup.options)
         headers = dict(options.pop("headers", {}))
-        if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
+        if self.last_event_id and not BAD_HEADER_VALUE.search(self.last_event_id):
+            headers["Last-Event-ID"] = self.last_event_id  # an id no header can carry: resumed from the start
         reading = asyncio.create_task(stream_open(
             self.setup.url, headers=headers, connect_timeout=self.setup.integration.timeout_seconds,
             on_open=lambda content: self._read(content, parser), **options,
@@ -120,7 +122,7 @@ class Stream:
                 return
             oversized = parser.oversized
             for event in parser.feed(chunk):
-                own_id = event.id if event.own_id and event.id else None
+                own_id = event.id if event.own_id and 0 < len(event.id) <= MAX_EVENT_ID_CHARS else None
                 self.last_sequence = await consumer.submit(StreamEvent(self.pk, own_id, event.data))
                 self.events_read += 1
             if parser.oversized != oversized:  # skipped, counted, and the stream read on

@@ -182,3 +182,15 @@ def test_a_refused_address_gets_no_connection(loopback_allowed, consumers):
     finally:
         refused.stop()
         allowed.stop()
+
+
+def test_an_event_id_no_header_can_carry_is_not_sent_back(sse_server, loopback_allowed, consumers):
+    integration = stream_integration(sse_server, "/odd")
+    consumers()
+    sse_server.publish_raw("/odd", b'id: bad\x01id\ndata: {"id": "a", "status": "open"}\n\n', id="bad\x01id")
+    wait_for(lambda: lease_of(integration).events_total == 1, what="the event applied")
+    sse_server.drop("/odd")
+    second = sse_server.wait_for_connections("/odd", 2)[1]["headers"]
+    assert "Last-Event-ID" not in second  # resumed from the start: the replay is recognised by its id
+    wait_for(lambda: lease_of(integration).events_duplicate == 1, what="the replay skipped")
+    assert lease_of(integration).events_total == 1
