@@ -4,97 +4,22 @@
 this project: every request the page makes goes to the live server (anything
 else is aborted and counted, and there must be none), every operation of the
 schema is rendered, and a tenant API key entered through "Authorize" runs a
-real call with "Try it out" → "Execute".
-
-Playwright's own browser download cannot work here, so the test launches the
-system Chromium (``apt-get install chromium``); without it the test fails,
-it is never skipped.
-
-The Django ORM is used only before the browser starts: Playwright's sync API
-runs an event loop in this thread, in which Django refuses synchronous
-database calls.
+real call with "Try it out" → "Execute". The browser is ``tests.browser``'s.
 """
 import json
-import shutil
 import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from audit.services import Actor
 from tenants.choices import Role
 from tenants.services import api_key_create
+from tests.browser import TIMEOUT_MS, browser_page
 from tests.connections.factories import IntegrationFactory
 from tests.tenants.factories import TenantFactory, UserFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-TIMEOUT_MS = 30_000
-
-
-def chromium_path() -> str:
-    found = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-    if not found:
-        pytest.fail("Chromium is not installed: run `apt-get install -y chromium` (Debian's package; "
-                    "Playwright's own browser download does not work here).", pytrace=False)
-    return found
-
-
-class Traffic:
-    """Every request the pages make; any not for the live server is aborted and kept."""
-
-    def __init__(self, origin: str):
-        self.origin = origin
-        self.seen: list[str] = []
-        self.refused: list[str] = []
-        self.failed: dict[str, str] = {}
-
-    def is_local(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return parts.scheme in ("data", "blob") or f"{parts.scheme}://{parts.netloc}" == self.origin
-
-    def record(self, request) -> None:
-        self.seen.append(request.url)
-
-    def record_failure(self, request) -> None:
-        self.failed[request.url] = request.failure or ""
-
-    def route(self, route) -> None:
-        url = route.request.url
-        if self.is_local(url):
-            route.continue_()
-        else:
-            self.refused.append(url)
-            route.abort()
-
-    @property
-    def outside(self) -> list[str]:
-        return [url for url in self.seen if not self.is_local(url)]
-
-
-@contextmanager
-def browser_page(origin: str):
-    """A page of a fresh headless Chromium whose traffic is recorded and held to ``origin``."""
-    executable = chromium_path()
-    traffic = Traffic(origin)
-    with sync_playwright() as playwright:
-        # Root in a container has no user namespaces for Chromium's sandbox.
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context()
-            context.set_default_timeout(TIMEOUT_MS)
-            context.on("request", traffic.record)
-            context.on("requestfailed", traffic.record_failure)
-            context.route("**/*", traffic.route)
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            yield page, traffic, errors
-        finally:
-            browser.close()
 
 
 def schema_operation_count(origin: str) -> int:
