@@ -22,7 +22,7 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-secret-key-ch
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "integrations_site.dashboard.apps.OperationsAdminConfig",  # django.contrib.admin with our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -325,6 +325,7 @@ API_RATE_LIMITS = {
 # --- Search across connected systems ------------------------------------------------------
 SEARCH_DEADLINE_SECONDS = env.float("SEARCH_DEADLINE_SECONDS", default=5.0)  # the whole fan-out
 WIDGET_DATA_CACHE_SECONDS = env.int("WIDGET_DATA_CACHE_SECONDS", default=30)
+ADMIN_DASHBOARD_CACHE_SECONDS = env.int("ADMIN_DASHBOARD_CACHE_SECONDS", default=30)  # the admin index figures
 
 # --- Event streams (run_streams) ------------------------------------------------------------
 STREAM_LEASE_SECONDS = env.float("STREAM_LEASE_SECONDS", default=30.0)  # a dead consumer's streams move after this
