@@ -1,13 +1,17 @@
 from django import forms
 from django.contrib import admin
 
-from integrations_site.admin import ServiceAdminMixin, adopt, staff_actor
+from integrations_site.admin import ChoiceBadges, HubStyleMixin, ServiceAdminMixin, adopt, staff_actor
 
 from . import services
 from .choices import ProviderStatus
 from .models import IntegrationProvider
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave blank to keep it."
+PROVIDER_STATUS_BADGES = ChoiceBadges(ProviderStatus, {
+    ProviderStatus.ACTIVE: "ok", ProviderStatus.BETA: "info", ProviderStatus.DEPRECATED: "warn",
+    ProviderStatus.DISABLED: "neutral",
+})
 
 
 class ProviderAdminForm(forms.ModelForm):
@@ -50,9 +54,9 @@ def _status_action(status: str):
 
 
 @admin.register(IntegrationProvider)
-class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class IntegrationProviderAdmin(HubStyleMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = ProviderAdminForm
-    list_display = ("name", "slug", "category", "status", "audience", "auth_type", "is_premium")
+    list_display = ("name", "slug", "category", "status_badge", "audience", "auth_type", "is_premium")
     list_filter = ("status", "category", "audience", "auth_type", "is_premium", "required_plan", "supports_webhooks")
     search_fields = ("name", "display_name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
@@ -80,6 +84,10 @@ class IntegrationProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
         )}),
         ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return PROVIDER_STATUS_BADGES(obj.status)
 
     @admin.display(description="OAuth client secret", boolean=True)
     def has_client_secret(self, obj):

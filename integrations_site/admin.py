@@ -4,10 +4,19 @@ Staff changes go through the same services as the API, so they are validated
 and audited the same way; these helpers keep each admin class thin.
 """
 import json
+from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import models
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
 
 from audit.services import Actor
 from integrations_site.api.errors import ApiError
@@ -41,6 +50,59 @@ def adopt(obj, saved) -> None:
 def json_block(value) -> str:
     """``value`` as indented JSON in a <pre> block, escaped."""
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+
+# The admin's own stylesheet (badges, object buttons), served by whitenoise from this package's static files.
+HUB_CSS = "admin/hub.css"
+TONES = ("ok", "warn", "bad", "info", "neutral")
+
+
+def badge(value, label, tone: str) -> SafeString:
+    """A coloured pill that carries its text: the words say the state, the colour only repeats it."""
+    if tone not in TONES:
+        raise ValueError(f"unknown badge tone {tone!r}")
+    return format_html('<span class="hub-badge hub-badge--{}" data-value="{}">{}</span>', tone, value, label)
+
+
+class ChoiceBadges:
+    """The badge of each value of one choice set, e.g. ``HEALTH_BADGES(integration.health_state)``.
+
+    Every choice must have a tone, checked when the module loads, so a choice added later fails
+    loudly instead of rendering without a colour; a value outside the choices shows as itself.
+    """
+
+    def __init__(self, choices: type[models.Choices], tones: dict[str, str]):
+        if missing := sorted(set(choices.values) - set(tones)):
+            raise ImproperlyConfigured(f"{choices.__name__}: no badge tone for {', '.join(missing)}")
+        self.labels = dict(choices.choices)
+        self.tones = tones
+
+    def __call__(self, value) -> SafeString | str:
+        if value in (None, ""):
+            return "—"
+        return badge(value, self.labels.get(value, value), self.tones.get(value, "neutral"))
+
+
+def ago(at, depth: int = 2) -> str:
+    """How long ago ``at`` was, in words ("1 hour, 3 minutes ago"; ``depth=1``: "1 hour ago"); "—" for never."""
+    return f"{timesince(at, depth=depth)} ago" if at else "—"
+
+
+def error_in_words(error: dict | None) -> str:
+    """A stored ``{"code", "message", "at"}`` error as a person reads it: code, message and how long ago."""
+    if not error:
+        return "—"
+    at = error.get("at")
+    at = parse_datetime(at) if isinstance(at, str) else at
+    when = format_html(" ({})", ago(at)) if at else ""
+    return format_html("<strong>{}</strong>: {}{}", error.get("code") or "ERROR", error.get("message") or "", when)
+
+
+class HubStyleMixin:
+    """Loads ``HUB_CSS`` on the lists and pages of an admin that shows badges."""
+
+    class Media:
+        css = {"all": (HUB_CSS,)}
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -121,9 +183,91 @@ class SecretOnceAddMixin:
         if not items:
             return super().response_add(request, obj, post_url_continue)
         opts = self.model._meta
-        from django.urls import reverse
-
         return secret_once_response(
             request, title=f"{opts.verbose_name.capitalize()} created", items=items,
             back_url=reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
         )
+
+
+def object_button(*, label: str, slug: str, applies: Callable[[object], bool] | None = None):
+    """Mark a ModelAdmin method ``(request, obj) -> HttpResponse | None`` as a button on the change page.
+
+    It answers POST ``<object_id>/<slug>/`` (URL name ``<app>_<model>_<slug with underscores>``);
+    ``applies(obj)`` says where the button is shown and a POST accepted. List the method's name in
+    the admin's ``object_buttons``.
+    """
+    def decorate(method):
+        method.button_label = label
+        method.button_slug = slug
+        method.button_applies = applies or (lambda obj: True)
+        return method
+    return decorate
+
+
+class ObjectButtonsMixin(HubStyleMixin):
+    """Buttons on an object's change page, each a POST form (with CSRF) to ``<object_id>/<slug>/``.
+
+    Shown only where the button applies and to staff with the model's change permission (checked
+    on the permission itself, so a read-only admin can still offer one); a GET is 405, a staff
+    member without the permission gets 403. The handler calls a service, which audits; its answer
+    is the response, or else the change page again with the handler's messages. A service's
+    refusal (``ApiError``) becomes an error message.
+    """
+
+    object_buttons: tuple[str, ...] = ()
+    change_form_template = "admin/change_form_with_buttons.html"
+
+    def get_urls(self):
+        buttons = [
+            path(f"<path:object_id>/{getattr(self, name).button_slug}/",
+                 self.admin_site.admin_view(self._button_view(name)), name=self._button_url_name(name))
+            for name in self.object_buttons
+        ]
+        return [*buttons, *super().get_urls()]
+
+    def _button_url_name(self, name: str) -> str:
+        opts = self.model._meta
+        return f"{opts.app_label}_{opts.model_name}_{getattr(self, name).button_slug.replace('-', '_')}"
+
+    def has_button_permission(self, request, obj) -> bool:
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
+
+    def buttons_for(self, request, obj) -> list[dict]:
+        """The buttons to show on ``obj``'s change page: label and URL."""
+        if obj is None or obj.pk is None or not self.has_button_permission(request, obj):
+            return []
+        return [
+            {"label": method.button_label,
+             "url": reverse(f"admin:{self._button_url_name(name)}", args=[quote(obj.pk)],
+                            current_app=self.admin_site.name)}
+            for name in self.object_buttons if (method := getattr(self, name)).button_applies(obj)
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["object_buttons"] = [] if add else self.buttons_for(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _button_view(self, name: str):
+        def view(request, object_id):
+            if request.method != "POST":
+                return HttpResponseNotAllowed(["POST"])
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None:
+                raise Http404(f"No {self.model._meta.verbose_name} with this id.")
+            if not self.has_button_permission(request, obj):
+                raise PermissionDenied
+            method = getattr(self, name)
+            opts = self.model._meta
+            back = HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change",
+                                                args=[quote(obj.pk)], current_app=self.admin_site.name))
+            if not method.button_applies(obj):
+                self.message_user(request, f"{method.button_label}: does not apply to {obj}.", messages.WARNING)
+                return back
+            try:
+                return method(request, obj) or back
+            except ApiError as exc:
+                self.message_user(request, f"{method.button_label}: {error_message(exc)}", messages.ERROR)
+                return back
+        view.__name__ = f"{name}_view"
+        return view

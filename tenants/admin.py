@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.html import format_html
 
-from integrations_site.admin import SecretOnceAddMixin, ServiceAdminMixin, adopt, staff_actor
+from integrations_site.admin import HubStyleMixin, SecretOnceAddMixin, ServiceAdminMixin, adopt, badge, staff_actor
 
 from . import services
 from .models import ApiKey, Membership, Tenant
@@ -133,7 +133,7 @@ class ApiKeyStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(HubStyleMixin, SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Keys are created through ``api_key_create`` (shown once) and revoked, never edited."""
 
     form = ApiKeyCreateForm
@@ -170,8 +170,8 @@ class ApiKeyAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="state")
     def state(self, obj):
         if obj.is_revoked:
-            return "revoked"
-        return "expired" if obj.is_expired else "usable"
+            return badge("revoked", "revoked", "neutral")
+        return badge("expired", "expired", "warn") if obj.is_expired else badge("usable", "usable", "ok")
 
     def save_model(self, request, obj, form, change):
         api_key, raw = services.api_key_create(

@@ -1,22 +1,35 @@
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models.functions import Length
+from django.urls import reverse
 from django.utils.html import format_html
 
 from integrations_site import bounds
 from integrations_site.admin import (
+    ChoiceBadges,
+    ObjectButtonsMixin,
     ReadOnlyAdmin,
     SecretOnceAddMixin,
     ServiceAdminMixin,
     adopt,
     json_block,
+    object_button,
     secret_once_response,
     staff_actor,
 )
 
 from . import services
+from .choices import EventStatus
 from .models import WebhookEndpoint, WebhookEvent
+
+EVENT_BADGES = ChoiceBadges(EventStatus, {
+    EventStatus.PENDING: "info", EventStatus.PROCESSING: "info", EventStatus.PROCESSED: "ok",
+    EventStatus.FAILED: "bad",
+})
+# What a replay can take back to pending (the service refuses an event already pending; one being
+# processed is left to finish).
+REPLAYABLE = (EventStatus.PROCESSED, EventStatus.FAILED)
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -42,7 +55,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
+class WebhookEndpointAdmin(ObjectButtonsMixin, SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Endpoints; the secret is never shown except once, right after it is created or rotated."""
 
     form = WebhookEndpointForm
@@ -56,6 +69,7 @@ class WebhookEndpointAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdm
                        "signature_failures", "created_at", "updated_at", "deleted_at")
     date_hierarchy = "created_at"
     actions = ("rotate_secret",)
+    object_buttons = ("rotate_secret_button",)
     service_object_kwarg = "endpoint"
 
     def get_readonly_fields(self, request, obj=None):
@@ -98,23 +112,41 @@ class WebhookEndpointAdmin(SecretOnceAddMixin, ServiceAdminMixin, admin.ModelAdm
             note="The previous secrets keep verifying for 24 hours.",
         )
 
+    @object_button(label="Rotate secret", slug="rotate-secret", applies=lambda endpoint: endpoint.deleted_at is None)
+    def rotate_secret_button(self, request, endpoint):
+        """A new secret, as the API's POST …/rotate-secret makes it, shown once on a page never cached."""
+        endpoint, secret = services.webhook_secret_rotate(actor=staff_actor(request), endpoint=endpoint)
+        until = endpoint.previous_secret_expires_at
+        return secret_once_response(
+            request, title="Webhook secret rotated", items=[(f"{endpoint.name} ({endpoint.url_path})", secret)],
+            back_url=reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]),
+            note=f"The previous secret keeps verifying until {until:%Y-%m-%d %H:%M} UTC." if until else
+                 "There was no previous secret to keep.",
+        )
+
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ServiceAdminMixin, ReadOnlyAdmin):
-    list_display = ("received_at", "endpoint", "tenant", "status", "attempts", "size", "dedupe_key", "processed_at")
+class WebhookEventAdmin(ObjectButtonsMixin, ServiceAdminMixin, ReadOnlyAdmin):
+    list_display = ("received_at", "endpoint", "tenant", "status_badge", "attempts", "size", "dedupe_key",
+                    "processed_at")
     list_filter = ("status", "endpoint", "tenant", "received_at")
     search_fields = ("id", "dedupe_key", "endpoint__name", "endpoint__path")
     list_select_related = ("endpoint", "tenant")
     date_hierarchy = "received_at"
     actions = ("replay",)
+    object_buttons = ("replay_button",)
     service_object_kwarg = "event"
-    fields = ("id", "endpoint", "tenant", "status", "attempts", "last_error", "received_at", "processed_at",
+    fields = ("id", "endpoint", "tenant", "status_badge", "attempts", "last_error", "received_at", "processed_at",
               "next_attempt_at", "dedupe_key", "content_type", "source_ip", "headers_display", "body_display",
               "result_display")
     readonly_fields = fields
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("body").annotate(_size=Length("body"))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return EVENT_BADGES(obj.status)
 
     @admin.display(description="bytes", ordering="_size")
     def size(self, obj):
@@ -143,3 +175,9 @@ class WebhookEventAdmin(ServiceAdminMixin, ReadOnlyAdmin):
     @admin.action(description="Replay selected events", permissions=["view"])
     def replay(self, request, queryset):
         self.run_per_object(request, queryset, services.event_replay, "Queued again")
+
+    @object_button(label="Replay", slug="replay", applies=lambda event: event.status in REPLAYABLE)
+    def replay_button(self, request, event):
+        """Queue the event again, as the API's POST …/replay does (attempts start over)."""
+        services.event_replay(actor=staff_actor(request), event=event)
+        self.message_user(request, "Queued again: the event is pending and will be processed.", messages.SUCCESS)

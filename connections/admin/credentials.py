@@ -3,11 +3,12 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from integrations_site.admin import ServiceAdminMixin, adopt, error_message, staff_actor
+from integrations_site.admin import HubStyleMixin, ServiceAdminMixin, adopt, error_message, staff_actor
 from integrations_site.api.errors import ApiError
 
 from .. import adapters, services
 from ..models import Credential
+from .badges import CREDENTIAL_BADGES
 
 
 class CredentialAdminForm(forms.ModelForm):
@@ -90,25 +91,25 @@ class CredentialAdminForm(forms.ModelForm):
 
 
 @admin.register(Credential)
-class CredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class CredentialAdmin(HubStyleMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Type, hint, status and version; the payload is never displayed."""
 
     form = CredentialAdminForm
-    list_display = ("integration", "tenant", "user", "type", "hint_display", "status", "version", "updated_at")
+    list_display = ("integration", "tenant", "user", "type", "hint_display", "status_badge", "version", "updated_at")
     list_filter = ("type", "status", "tenant")
     search_fields = ("integration__name", "tenant__name", "tenant__slug", "user__username", "hint")
     list_select_related = ("integration", "tenant", "user")
     date_hierarchy = "updated_at"
     actions = ("erase_selected",)
     readonly_fields = (
-        "integration", "tenant", "user", "type", "hint_display", "status", "version", "public_fields",
+        "integration", "tenant", "user", "type", "hint_display", "status_badge", "version", "public_fields",
         "expires_at", "last_validated_at", "validation_error", "created_at", "updated_at",
     )
 
     def get_fieldsets(self, request, obj=None):
         form_fields = [CredentialAdminForm.PREFIX + spec.name for spec in self._specs(obj)]
         return (
-            (None, {"fields": ("integration", "tenant", "user", "type", "hint_display", "status", "version")}),
+            (None, {"fields": ("integration", "tenant", "user", "type", "hint_display", "status_badge", "version")}),
             ("Replace the credential", {
                 "fields": form_fields,
                 "description": "Stored secrets are never shown. Enter a new value to replace one; "
@@ -138,6 +139,10 @@ class CredentialAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Erasing keeps the row (type, version) for the record; see the action.
         return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return CREDENTIAL_BADGES(obj.status)
 
     @admin.display(description="hint")
     def hint_display(self, obj):

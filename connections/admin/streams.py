@@ -1,30 +1,18 @@
 """Event streams in the admin: who holds which stream and what it has done (read-only), the consumers,
-the "Stream" fieldset of an integration and the "Restart stream" action."""
+the "Stream" fieldset of an integration, the "Restart stream" action and button."""
 from django.contrib import admin, messages
-from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
-from django.utils.timesince import timesince
 
-from integrations_site.admin import ReadOnlyAdmin, staff_actor
+from integrations_site.admin import HubStyleMixin, ReadOnlyAdmin, error_in_words, object_button, staff_actor
 
-from ..choices import StreamState, UpdateMethod
+from ..choices import UpdateMethod
 from ..models import StreamConsumer, StreamLease
 from ..services.streams import stream_restart, stream_state
+from .badges import STREAM_BADGES
 
 STREAM_FIELDS = (
     "stream_state_label", "stream_consumer", "stream_connected_at", "stream_last_event_at", "stream_last_event_id",
     "stream_events_total", "stream_reconnects", "stream_last_error",
 )
-
-
-def error_in_words(error: dict | None) -> str:
-    """A stream's ``last_error`` as a person reads it: code, message and how long ago, never raw JSON."""
-    if not error:
-        return "—"
-    at = error.get("at")
-    at = parse_datetime(at) if isinstance(at, str) else at
-    when = format_html(" ({} ago)", timesince(at)) if at else ""
-    return format_html("<strong>{}</strong>: {}{}", error.get("code") or "ERROR", error.get("message") or "", when)
 
 
 def restart_streams(model_admin, request, integrations) -> None:
@@ -40,7 +28,7 @@ def restart_streams(model_admin, request, integrations) -> None:
 
 class IntegrationStreamAdminMixin:
     """For ``IntegrationAdmin``: the read-only "Stream" fieldset (the API's answer, ``stream_state``), shown
-    when the integration reads an event stream or has a lease, and the "Restart stream" action."""
+    when the integration reads an event stream or has a lease, and the "Restart stream" action and button."""
 
     stream_fields = STREAM_FIELDS
 
@@ -65,7 +53,7 @@ class IntegrationStreamAdminMixin:
 
     @admin.display(description="state")
     def stream_state_label(self, obj):
-        return StreamState(self._stream(obj)["state"]).label
+        return STREAM_BADGES(self._stream(obj)["state"])
 
     @admin.display(description="consumer")
     def stream_consumer(self, obj):
@@ -99,23 +87,37 @@ class IntegrationStreamAdminMixin:
     def restart_stream(self, request, queryset):
         restart_streams(self, request, queryset.select_related("tenant"))
 
+    @object_button(label="Restart stream", slug="restart-stream",
+                   applies=lambda obj: obj.update_method == UpdateMethod.SSE and not obj.is_deleted)
+    def restart_stream_button(self, request, obj):
+        if stream_restart(integrations=[obj], actor=staff_actor(request)):
+            self.message_user(request, "Asked the stream to restart: its consumer reconnects within a lease round.",
+                              messages.SUCCESS)
+        else:
+            self.message_user(request, "No consumer holds this stream yet: there is nothing to restart.",
+                              messages.WARNING)
+
 
 @admin.register(StreamLease)
-class StreamLeaseAdmin(ReadOnlyAdmin):
+class StreamLeaseAdmin(HubStyleMixin, ReadOnlyAdmin):
     """The streams: one lease per integration, written by the ``run_streams`` consumers only."""
 
-    list_display = ("integration", "tenant", "state", "consumer", "last_event_at", "events_total", "reconnects",
-                    "lease_until")
+    list_display = ("integration", "tenant", "state_badge", "consumer", "last_event_at", "events_total",
+                    "reconnects", "lease_until")
     list_filter = ("state",)
     search_fields = ("integration__name",)
     list_select_related = ("integration", "tenant")
     actions = ("restart_stream",)
     fields = (
-        "integration", "tenant", "state", "consumer", "lease_until", "connected_at", "last_event_at",
+        "integration", "tenant", "state_badge", "consumer", "lease_until", "connected_at", "last_event_at",
         "last_event_id", "events_total", "events_duplicate", "events_oversized", "events_invalid", "reconnects",
         "last_error_in_words", "lag_seconds", "restart_requested", "updated_at",
     )
     readonly_fields = fields
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return STREAM_BADGES(obj.state)
 
     @admin.display(description="last error")
     def last_error_in_words(self, obj):

@@ -102,16 +102,17 @@ def test_poll_action_queues_integrations_with_a_status_endpoint_and_names_the_ot
 def test_integration_changelist_shows_health_columns(staff_client, integration):
     Integration.objects.filter(pk=integration.pk).update(
         health_state="degraded", consecutive_failures=2, last_error={"code": "TIMEOUT", "message": "slow"},
+        health_checked_at=timezone.now(),
     )
 
     response = staff_client.get(reverse(CHANGELIST))
 
     html = response.content.decode()
     assert response.status_code == 200
-    for header in ("column-health_state", "column-consecutive_failures", "column-last_success_at",
-                   "column-last_error_code"):
+    # Failures in a row are under the health badge, the last error's code under the last check.
+    for header in ("column-health_column", "column-success_24h", "column-last_check"):
         assert header in html
-    assert "TIMEOUT" in html and "Degraded" in html
+    assert "TIMEOUT" in html and "Degraded" in html and "2 failures in a row" in html
 
 
 def test_change_page_lists_the_latest_checks_newest_first(staff_client, integration):
