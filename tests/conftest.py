@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for nodeid, reason in getattr(config, "_ih_left_out", []):
         terminalreporter.write_line(f"left out of this pass ({reason}): {nodeid}")
+    if getattr(config, "_ih_screenshots", None):
+        terminalreporter.write_line(f"admin screenshots: {config._ih_screenshots}")
 
 
 ROLES = (SUPER_ADMIN, Role.TENANT_ADMIN.value, Role.INTEGRATION_MANAGER.value, Role.MEMBER.value)
