@@ -130,6 +130,17 @@ def wait_for(run: Run, what: str, probe):
         time.sleep(2)
 
 
+def admin_dashboard(base: str) -> str:
+    """The admin index as the demo's staff superuser sees it, logged in through the login form."""
+    session = requests.Session()
+    login = session.get(f"{base}/admin/login/?next=/admin/", timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+    page = session.post(f"{base}/admin/login/?next=/admin/", timeout=30, headers={"Referer": f"{base}/admin/login/"},
+                        data={"csrfmiddlewaretoken": token, "username": "admin", "password": "demo-pass-123"})
+    assert page.status_code == 200 and page.url.rstrip("/").endswith("/admin"), (page.status_code, page.url)
+    return page.text
+
+
 def test_run_sh_brings_the_demo_alive_and_ctrl_c_stops_every_child(tmp_path):
     run = Run(tmp_path)
     run.start()
@@ -184,6 +195,10 @@ def test_run_sh_brings_the_demo_alive_and_ctrl_c_stops_every_child(tmp_path):
         status, stream = api(run.base, f"/api/v1/integrations/{shipping}/stream", access)
         assert status == 200 and stream["state"] == "connected" and stream["events_total"] >= 1, stream
         assert stream["consumer"] and stream["last_event_id"], stream
+        dashboard = admin_dashboard(run.base)
+        assert "Dashboard: every tenant" in dashboard
+        assert re.search(r'data-figure="integrations-total">4<', dashboard), dashboard[:2000]
+        assert re.search(r'data-figure="streams-connected">[1-9]', dashboard)  # the demo's live stream
         docs_status, docs = api(run.base, "/api/docs/", accept="text/html")
         assert docs_status == 200 and b"swagger" in docs.lower()
         print("run.sh, seconds after start: " + ", ".join(f"{what} {at:.1f}" for what, at in run.milestones.items()))
