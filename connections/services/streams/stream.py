@@ -66,11 +66,11 @@ class Stream:
             self.retry_ms = parser.retry if parser.retry is not None else self.retry_ms
             if self.events_read:
                 failures, refreshed = 0, False
-            failures += 1
             if error is None:  # a restart asked for: at once
                 self.consumer.state(self.pk, add_reconnects=1)
                 await self.consumer.applied(self.last_sequence)
                 continue
+            failures += 1
             delay = backoff_seconds(failures, self.retry_ms, retry_after)
             if error["code"] == "NOT_CONFIGURED":
                 delay = MAX_BACKOFF_SECONDS
