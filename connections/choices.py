@@ -1,9 +1,18 @@
 from django.db import models
 
+# Shared with the tenant policy's defaults, whose app this one may import (one definition of each range).
+from tenants.choices import HEALTH_INTERVAL_RANGE, RETRY_RANGE, TIMEOUT_RANGE  # noqa: F401 (re-exported)
+
 
 class Environment(models.TextChoices):
     PRODUCTION = "production", "Production"
     SANDBOX = "sandbox", "Sandbox"
+
+
+class DisabledReason(models.TextChoices):
+    NONE = "", "Not disabled"
+    MANUAL = "manual", "Disabled on request"
+    AUTO_DISABLED = "auto_disabled", "Disabled after failing checks"
 
 
 class IntegrationStatus(models.TextChoices):
@@ -49,8 +58,6 @@ class CredentialStatus(models.TextChoices):
 
 
 POLLING_INTERVAL_RANGE = (5, 300)
-TIMEOUT_RANGE = (1, 60)
-RETRY_RANGE = (0, 10)
 
 
 class CheckKind(models.TextChoices):
@@ -75,5 +82,3 @@ class CheckError(models.TextChoices):
     NOT_CONFIGURED = "NOT_CONFIGURED", "Not configured"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED", "Limit exceeded"
 
-
-HEALTH_INTERVAL_RANGE = (10, 86400)

@@ -136,6 +136,7 @@ def integration_health(integration: Integration) -> dict:
         "state": integration.health_state,
         "health_checked_at": integration.health_checked_at,
         "consecutive_failures": integration.consecutive_failures,
+        "failing_since": integration.failing_since,
         "last_success_at": integration.last_success_at,
         "last_error": {"code": last_error["code"], "message": last_error["message"]} if last_error else None,
         "success_rate_24h": round(stats["ok"] / stats["total"], 4) if stats["total"] else None,

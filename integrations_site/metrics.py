@@ -30,6 +30,7 @@ from integrations_site.api import errors
 from integrations_site.api.errors import envelope
 
 PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+NOTIFICATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # stream_events_total{outcome} → the StreamLease counter it sums.
 STREAM_EVENT_OUTCOMES = {"applied": "events_total", "duplicate": "events_duplicate",
                          "oversized": "events_oversized", "invalid": "events_invalid"}
@@ -182,6 +183,7 @@ class DatabaseCollector:
             refresh.add_metric([outcome], counts[outcome])
         yield refresh
         yield from self._streams()
+        yield from self._notifications()
 
     @staticmethod
     def _streams():
@@ -209,6 +211,40 @@ class DatabaseCollector:
             "stream_lag_seconds", "The largest lag of the last applied events among the held streams (now minus "
             "the event's own time, as of its application); 0 when none.", value=row["lag"] or 0,
         )
+
+    @staticmethod
+    def _notifications():
+        """Notifications to tenants, from their delivery and attempt rows: totals by type and outcome, and the
+        time of each POST."""
+        from notifications.choices import DeliveryStatus
+        from notifications.models import NotificationAttempt, NotificationDelivery
+
+        totals = CounterMetricFamily(
+            "notifications", "Notification deliveries by type and outcome: delivered, failed (after the last "
+            "retry, or not retryable) and pending (not yet either; a redelivery moves one back here).",
+            labels=["type", "outcome"],
+        )
+        rows = NotificationDelivery.objects.values_list("type", "status").annotate(n=Count("id")).order_by()
+        counted = {(kind, status): n for kind, status, n in rows}
+        for kind in sorted({kind for kind, _ in counted}):
+            for status in DeliveryStatus.values:
+                totals.add_metric([kind, status], counted.get((kind, status), 0))
+        yield totals
+        # From the attempt rows rather than an in-process histogram: the worker that sends is not the
+        # process /metrics is scraped from, and the rows give every process the same figures.
+        aggregates = {f"le_{i}": Count("id", filter=Q(latency_ms__lte=b * 1000))
+                      for i, b in enumerate(NOTIFICATION_BUCKETS)}
+        row = NotificationAttempt.objects.filter(latency_ms__isnull=False).aggregate(
+            total=Count("id"), took=Sum("latency_ms"), **aggregates)
+        buckets = [(floatToGoString(b), row[f"le_{i}"]) for i, b in enumerate(NOTIFICATION_BUCKETS)]
+        buckets.append(("+Inf", row["total"]))
+        family = HistogramMetricFamily(
+            "notification_delivery_seconds", "Seconds each notification POST took, to the receiver's answer or "
+            "the error (every attempt; from the stored attempts, so the figure is the same whichever process is "
+            "scraped and survives restarts)."
+        )
+        family.add_metric([], buckets, sum_value=(row["took"] or 0) / 1000)
+        yield family
 
     @staticmethod
     def _processing_histogram(model):

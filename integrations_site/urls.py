@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("connections.api.urls")),
     path("", include("audit.api.urls")),
     path("", include("webhooks.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,10 +1,11 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from .choices import Plan, Role
+from .choices import POLICY_BOUNDS, Plan, Role
 
 
 class TenantScopedQuerySet(models.QuerySet):
@@ -93,3 +94,38 @@ class ApiKey(models.Model):
     @property
     def is_usable(self) -> bool:
         return not self.is_revoked and not self.is_expired
+
+
+def _policy_field(name: str, help_text: str) -> models.PositiveIntegerField:
+    low, high = POLICY_BOUNDS[name]
+    return models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(low), MaxValueValidator(high)],
+        help_text=f"{help_text} ({low}–{high}; empty: the platform setting).",
+    )
+
+
+class TenantPolicy(models.Model):
+    """A tenant's health, auto-disable and request-default policy. Every field is optional: an empty one is
+    inherited from the platform settings (``tenants.selectors.effective_policy`` resolves them)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="policy")
+    health_failure_threshold = _policy_field("health_failure_threshold", "Failed checks in a row before unhealthy")
+    health_latency_budget_ms = _policy_field("health_latency_budget_ms", "A slower success is degraded")
+    failure_warning_after = _policy_field("failure_warning_after", "Failed checks in a row before a warning; 0 = off")
+    auto_disable_after = _policy_field("auto_disable_after", "Failed checks in a row before auto-disable; 0 = off")
+    auto_disable_min_hours = _policy_field("auto_disable_min_hours", "Hours of failing before auto-disable")
+    default_check_interval_seconds = _policy_field(
+        "default_check_interval_seconds", "Seconds between scheduled checks of an integration without its own"
+    )
+    default_timeout_seconds = _policy_field("default_timeout_seconds", "Timeout a new integration gets")
+    default_retry_count = _policy_field("default_retry_count", "Retries a new integration gets")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "tenant policies"
+
+    def __str__(self):
+        return f"Policy of {self.tenant}"

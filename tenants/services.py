@@ -9,7 +9,9 @@ from audit.services import Actor, audit_record
 from integrations_site.api.errors import ConflictError
 
 from .authentication import API_KEY_PREFIX, hash_api_key
-from .models import ApiKey, Membership, Tenant
+from .choices import POLICY_FIELDS
+from .models import ApiKey, Membership, Tenant, TenantPolicy
+from .selectors import Policy, effective_policy
 
 TENANT_FIELDS = ("name", "slug", "plan", "is_active", "allowed_return_hosts")
 
@@ -119,3 +121,27 @@ def membership_remove(*, actor: Actor, membership: Membership) -> None:
     audit_record(actor=actor, action="membership.removed", target=membership, tenant=membership.tenant,
                  changes={"user": {"from": membership.user.get_username()}, "role": {"from": membership.role}})
     membership.delete()
+
+
+@transaction.atomic
+def tenant_policy_update(*, actor: Actor, tenant: Tenant, data: dict) -> Policy:
+    """Set fields of the tenant's policy (None: back to the platform setting); returns the effective policy.
+
+    Values are expected within ``POLICY_BOUNDS`` (the serializer checks them). Audited with each changed
+    field's stored value before and after (None: inherited); a request that changes nothing writes nothing.
+    """
+    wanted = {k: v for k, v in data.items() if k in POLICY_FIELDS}
+    policy = TenantPolicy.objects.select_for_update().filter(tenant=tenant).first()
+    if policy is None:
+        if all(value is None for value in wanted.values()):
+            return effective_policy(tenant)  # nothing stored, nothing to store
+        # get_or_create: a concurrent first write of the policy finds the row the other created.
+        created, _ = TenantPolicy.objects.get_or_create(tenant=tenant)
+        policy = TenantPolicy.objects.select_for_update().get(pk=created.pk)
+    changes = _diff(policy, wanted)
+    if changes:
+        for field, change in changes.items():
+            setattr(policy, field, change["to"])
+        policy.save()
+        audit_record(actor=actor, action="tenant.policy_updated", target=tenant, tenant=tenant, changes=changes)
+    return effective_policy(tenant)

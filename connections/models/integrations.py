@@ -21,6 +21,7 @@ from ..choices import (
     CheckState,
     CredentialStatus,
     CredentialType,
+    DisabledReason,
     Environment,
     HealthState,
     IntegrationStatus,
@@ -60,6 +61,11 @@ class Integration(models.Model):
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
     health_checked_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="First failed check of the current streak.")
+    failure_warned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this failing streak's warning was sent (once per streak)."
+    )
+    disabled_reason = models.CharField(max_length=16, choices=DisabledReason.choices, blank=True, default="")
     last_success_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_error = models.JSONField(default=dict, blank=True, help_text="Code and message of the last failed check.")
@@ -86,8 +92,9 @@ class Integration(models.Model):
         default=3, validators=[MinValueValidator(RETRY_RANGE[0]), MaxValueValidator(RETRY_RANGE[1])]
     )
     health_check_interval_seconds = models.PositiveIntegerField(
-        default=60,
+        null=True, blank=True,
         validators=[MinValueValidator(HEALTH_INTERVAL_RANGE[0]), MaxValueValidator(HEALTH_INTERVAL_RANGE[1])],
+        help_text="Seconds between scheduled checks; empty: the tenant policy's default check interval.",
     )
     status_items_path = models.CharField(
         max_length=200, blank=True,

@@ -4,7 +4,8 @@ Split by concept: ``integrations`` (lifecycle, config versions), ``credentials``
 ``probes`` (calling a test endpoint), ``health`` (the health state machine), ``checks``
 (connection tests and recording outcomes), ``schedule`` (scheduled health checks),
 ``statuses`` (storing external statuses), ``polling``, ``oauth``, ``usage`` (counting
-and limits) and ``queueing`` (the only place that hands work to the workers).
+and limits), ``notifications`` (telling the tenant, through the notifications app) and
+``queueing`` (the only place that hands work to the workers).
 Views, admin actions and tasks call these.
 """
 from .checks import (
@@ -17,7 +18,7 @@ from .checks import (
     system_provider_test,
 )
 from .credentials import credential_remove, credential_set, credential_update
-from .health import health_apply, next_check_time, next_health_state
+from .health import check_interval, health_apply, next_check_time, next_health_state
 from .integrations import (
     DELETE_HOOKS,
     config_version_record,
@@ -49,7 +50,8 @@ from .usage import LimitRefused, metered_many, metered_request
 
 __all__ = [
     "DELETE_HOOKS", "LimitRefused", "OAuthCallbackError", "PollError", "PollResult", "ProbeResult", "RefreshFailed",
-    "checks_prune", "checks_record", "config_version_record", "config_version_restore", "connection_check_execute",
+    "check_interval", "checks_prune", "checks_record", "config_version_record", "config_version_restore",
+    "connection_check_execute",
     "connection_retest_queue", "connection_test_queue", "connection_test_run", "credential_remove", "credential_set",
     "credential_update", "due_for_check", "endpoint_url", "extract_items", "health_apply", "health_checks_dispatch",
     "health_checks_run", "integration_create", "integration_delete", "integration_disable", "integration_enable",

@@ -20,18 +20,24 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import SYSTEM, Actor, audit_record
 from integrations_site import bulk
+from tenants.selectors import effective_policies
 
-from ..choices import CheckError, CheckKind, CheckState
+from ..choices import CheckError, CheckKind, CheckState, DisabledReason
 from ..models import ConnectionCheck, Credential, Integration
 from ..selectors import credential_for, tenant_credentials
 from . import oauth, queueing
 from .health import (
+    AUTO_DISABLE,
     CREDENTIAL_READ,
     CREDENTIAL_WRITTEN,
     INTEGRATION_READ,
     INTEGRATION_WRITTEN,
+    WARN,
     health_apply,
+    streak_action,
 )
+from .integrations import integration_disable
+from .notifications import notify_tenants
 from .probes import ProbeResult, probe
 
 logger = logging.getLogger("connections.checks")
@@ -57,13 +63,36 @@ def _check_fields(result: ProbeResult) -> dict:
     }
 
 
-def _transition_event(integration: Integration, transition: tuple, actor: Actor) -> AuditEvent:
+def _event(integration: Integration, action: str, changes: dict, actor: Actor) -> AuditEvent:
+    """An unsaved audit event of ``integration`` (written in bulk with the batch)."""
     return AuditEvent(
-        tenant_id=integration.tenant_id, actor=actor.label, action="integration.health_changed",
+        tenant_id=integration.tenant_id, actor=actor.label, action=action,
         target_type=integration._meta.label_lower, target_id=str(integration.pk), target_repr=str(integration)[:255],
-        outcome="success", changes={"health_state": {"from": transition[0], "to": transition[1]}},
+        outcome="success", changes=changes,
         actor_user_id=None, actor_api_key_id=None,  # given: an unset foreign key's default is looked up per row
     )
+
+
+def _transition_note(integration: Integration, transition: tuple) -> tuple:
+    last_error = integration.last_error or None
+    return (integration.tenant_id, "integration.health_changed", {
+        "integration_id": str(integration.pk), "integration_name": integration.name,
+        "old_state": transition[0], "new_state": transition[1],
+        "last_error": {"code": last_error["code"], "message": last_error["message"]} if last_error else None,
+    })
+
+
+def _streak(integration: Integration) -> dict:
+    return {"consecutive_failures": integration.consecutive_failures,
+            "failing_since": integration.failing_since.isoformat() if integration.failing_since else None}
+
+
+def _warning(integration: Integration) -> tuple[AuditEvent, tuple]:
+    """The failing streak's one warning: its audit event and its notification."""
+    event = _event(integration, "integration.failure_warning", _streak(integration), SYSTEM)
+    return event, (integration.tenant_id, "integration.failure_warning",
+                   {"integration_id": str(integration.pk), "integration_name": integration.name,
+                    **_streak(integration)})
 
 
 @memoize
@@ -169,27 +198,41 @@ def _checks_write(*, results: dict, kind: str, actor: Actor, checks: dict | None
     now = timezone.now()
     integrations = _locked_integrations(list(results))
     credentials = _tenant_credentials(list(results))
+    # Each tenant's policy once for the batch (one query), not once per row.
+    policies = effective_policies({i.tenant_id for i in integrations.values()})
     # The loaded values (vars: a field not loaded is not in it, and reading it would load it).
     before = {
         **{("i", i.pk): _loaded(i, INTEGRATION_WRITTEN) for i in integrations.values()},
         **{("c", c.pk): _loaded(c, CREDENTIAL_WRITTEN) for c in credentials.values()},
     }
-    rows, created, changed_credentials, events = [], [], [], []
+    rows, created, changed_credentials, events, notes, to_disable = [], [], [], [], [], []
     for integration_id, result in results.items():
         integration = integrations.get(integration_id)
         if integration is None:
             continue
         credential = credentials.get(integration_id)
+        policy = policies[integration.tenant_id]
         transition, credential_changed = health_apply(
-            integration=integration, credential=credential, result=result, now=now
+            integration=integration, credential=credential, result=result, now=now, policy=policy
         )
         if credential_changed:
             changed_credentials.append(credential)
         if transition:
-            events.append(_transition_event(integration, transition, actor))
+            events.append(_event(integration, "integration.health_changed",
+                                 {"health_state": {"from": transition[0], "to": transition[1]}}, actor))
+            notes.append(_transition_note(integration, transition))
             logger.info(
                 "connections.health.changed integration=%s from=%s to=%s", integration.pk, *transition
             )
+        action = streak_action(integration=integration, policy=policy, now=now)
+        if action == WARN:
+            event, note = _warning(integration)
+            events.append(event)
+            notes.append(note)
+            logger.warning("connections.health.failure_warning integration=%s failures=%s", integration.pk,
+                           integration.consecutive_failures)
+        elif action == AUTO_DISABLE:
+            to_disable.append(integration)
         existing = (checks or {}).get(integration_id)
         if existing is not None:
             for name, value in _check_fields(result).items():
@@ -216,6 +259,12 @@ def _checks_write(*, results: dict, kind: str, actor: Actor, checks: dict | None
     for row in rows:
         row.save()
     bulk.insert(events)
+    notify_tenants(notes)
+    # After the batch's own writes, which would otherwise put back the status the disable sets. Rare (once per
+    # failing streak), so one disable (a few statements) per integration is fine.
+    for integration in to_disable:
+        integration_disable(actor=SYSTEM, integration=integration, reason=DisabledReason.AUTO_DISABLED,
+                            streak=_streak(integration))
     return created + rows
 
 

@@ -11,10 +11,12 @@ from django.utils import timezone
 from audit.services import Actor, audit_record
 from integrations_site.api.errors import ConflictError, NotFoundError, PermissionDeniedError
 from tenants.choices import plan_rank
+from tenants.selectors import effective_policy
 
-from ..choices import CredentialStatus, IntegrationStatus
+from ..choices import CredentialStatus, DisabledReason, IntegrationStatus
 from ..models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
 from ..selectors import credential_of
+from .notifications import notify_tenants
 from .queueing import connection_retest_queue
 
 # Changing one of these queues a connection test.
@@ -25,6 +27,9 @@ PROVIDER_DEFAULTS = {
     "test_endpoint": "default_test_endpoint",
     "status_endpoint": "default_status_endpoint",
 }
+# What a new integration gets from its tenant's effective policy when its create request leaves it out (the
+# check interval is not set: an integration without one follows the policy, see health.check_interval).
+POLICY_DEFAULTS = {"timeout_seconds": "default_timeout_seconds", "retry_count": "default_retry_count"}
 
 
 def _check_plan(*, tenant, provider) -> None:
@@ -98,6 +103,10 @@ def integration_create(*, actor: Actor, tenant, provider, data: dict) -> Integra
     for field, default_attr in PROVIDER_DEFAULTS.items():
         if not config.get(field):
             config[field] = getattr(provider, default_attr)
+    policy = effective_policy(tenant)
+    for field, policy_attr in POLICY_DEFAULTS.items():
+        if config.get(field) is None:
+            config[field] = getattr(policy, policy_attr)
     _check_name_free(tenant=tenant, name=config["name"])
     integration = Integration(
         tenant=tenant,
@@ -141,10 +150,13 @@ def integration_update(*, actor: Actor, integration: Integration, data: dict) ->
 @transaction.atomic
 def integration_enable(*, actor: Actor, integration: Integration) -> Integration:
     """Enable: a disabled integration goes back to ``pending`` (``connected`` if its
-    credential was last validated). Enabling an enabled one changes nothing, but
-    the request is still audited so the trail shows every lifecycle step."""
+    credential was last validated), its disabled reason cleared. A failing streak keeps
+    its count but starts its clock and its warning again: an auto-disabled integration
+    enabled while still failing is disabled again only after the policy's hours of
+    failing. Enabling an enabled one changes nothing, but the request is still audited
+    so the trail shows every lifecycle step."""
     integration = integration_lock(integration)
-    old = integration.status
+    old, old_reason = integration.status, integration.disabled_reason
     if integration.status == IntegrationStatus.DISABLED:
         _check_plan(tenant=integration.tenant, provider=integration.provider)
         credential = credential_of(integration)
@@ -153,24 +165,50 @@ def integration_enable(*, actor: Actor, integration: Integration) -> Integration
             and credential.last_validated_at is not None
         )
         integration.status = IntegrationStatus.CONNECTED if validated else IntegrationStatus.PENDING
+        integration.disabled_reason = DisabledReason.NONE
+        integration.failing_since = integration.failure_warned_at = None
         integration.next_check_at = timezone.now()
-        integration.save(update_fields=["status", "next_check_at", "updated_at"])
+        integration.save(update_fields=[
+            "status", "disabled_reason", "failing_since", "failure_warned_at", "next_check_at", "updated_at",
+        ])
     changes = {"status": {"from": old, "to": integration.status}} if old != integration.status else {}
+    if old_reason != integration.disabled_reason:
+        changes["disabled_reason"] = {"from": old_reason, "to": integration.disabled_reason}
     audit_record(actor=actor, action="integration.enabled", target=integration, changes=changes)
     return integration
 
 
 @transaction.atomic
-def integration_disable(*, actor: Actor, integration: Integration) -> Integration:
-    """Disable: no checks or polling run until enabled again. Idempotent; always audited."""
+def integration_disable(
+    *, actor: Actor, integration: Integration, reason: str = DisabledReason.MANUAL, streak: dict | None = None
+) -> Integration:
+    """Disable: no checks or polling run until enabled again; ``reason`` says why: ``manual``, or
+    ``auto_disabled`` by the failing-streak policy (audited as ``integration.auto_disabled`` with the
+    ``streak``: failures, failing since; and the tenant is notified). Idempotent: disabling a disabled
+    integration changes nothing (its reason stays), but a person's request is still audited."""
     integration = integration_lock(integration)
-    old = integration.status
+    old, old_reason = integration.status, integration.disabled_reason
+    automatic = reason == DisabledReason.AUTO_DISABLED
+    if integration.status == IntegrationStatus.DISABLED and automatic:
+        return integration  # already off: nothing for the policy to do
     if integration.status != IntegrationStatus.DISABLED:
         integration.status = IntegrationStatus.DISABLED
+        integration.disabled_reason = reason
         integration.next_check_at = None
-        integration.save(update_fields=["status", "next_check_at", "updated_at"])
-    changes = {"status": {"from": old, "to": integration.status}} if old != integration.status else {}
-    audit_record(actor=actor, action="integration.disabled", target=integration, changes=changes)
+        integration.save(update_fields=["status", "disabled_reason", "next_check_at", "updated_at"])
+    changes = {
+        **({"status": {"from": old, "to": integration.status},
+            "disabled_reason": {"from": old_reason, "to": integration.disabled_reason}}
+           if old != integration.status else {}),
+        **(streak or {}),
+    }
+    action = "integration.auto_disabled" if automatic else "integration.disabled"
+    audit_record(actor=actor, action=action, target=integration, changes=changes)
+    if automatic:
+        notify_tenants([(integration.tenant_id, action, {
+            "integration_id": str(integration.pk), "integration_name": integration.name,
+            "reason": reason, **(streak or {}),
+        })])
     return integration
 
 

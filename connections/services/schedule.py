@@ -9,12 +9,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DurationField, ExpressionWrapper, F, Q, Value
-from django.db.models.functions import Random
+from django.db.models import Case, DurationField, ExpressionWrapper, F, IntegerField, Q, Value, When
+from django.db.models.functions import Coalesce, Random
 from django.utils import timezone
 
 from catalog.models import IntegrationProvider
 from integrations_site import bulk
+from tenants.selectors import effective_policies
 
 from ..choices import CheckKind, IntegrationStatus
 from ..models import Integration
@@ -94,33 +95,48 @@ def health_checks_dispatch(*, now=None) -> int:
     batch, chunk, total = settings.HEALTH_DISPATCH_BATCH, settings.HEALTH_TASK_CHUNK, 0
     while True:
         with transaction.atomic():
-            ids = [
-                str(pk) for pk in due_for_check(now).order_by("next_check_at")
-                .select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True)[:batch]
-            ]
-            _move_next_check(ids, now)
+            claimed = list(
+                due_for_check(now).order_by("next_check_at").select_for_update(skip_locked=True, of=("self",))
+                .values_list("id", "tenant_id", "health_check_interval_seconds")[:batch]
+            )
+            _move_next_check(claimed, now)
+            ids = [str(pk) for pk, _, _ in claimed]
             queueing.health_checks_queue([ids[k:k + chunk] for k in range(0, len(ids), chunk)])
         total += len(ids)
         if len(ids) < batch:
             return total
 
 
-def _move_next_check(ids: list, now) -> None:
-    """next_check_at = now + interval × (1 + up to 10 % jitter), for a whole batch.
+def _move_next_check(claimed: list, now) -> None:
+    """next_check_at = now + interval × (1 + up to 10 % jitter), for a whole batch of claimed
+    (id, tenant id, own interval) rows; a row without its own interval takes its tenant policy's
+    (``health.check_interval``), each tenant's policy read once for the batch.
 
     One set-based UPDATE on PostgreSQL; row by row elsewhere (SQLite's
     interval arithmetic is emulated).
     """
-    if not ids:
+    if not claimed:
         return
+    ids = [pk for pk, _, _ in claimed]
+    policies = effective_policies({tenant_id for _, tenant_id, own in claimed if own is None})
     if connection.vendor == "postgresql":
+        # The row's own interval, else its tenant's default as resolved above: one WHEN per distinct default.
+        seconds = F("health_check_interval_seconds")
+        if policies:
+            tenants_by_default = {}
+            for tenant_id, policy in policies.items():
+                tenants_by_default.setdefault(policy.default_check_interval_seconds, []).append(tenant_id)
+            defaults = Case(*(When(tenant_id__in=tenant_ids, then=Value(default))
+                              for default, tenant_ids in tenants_by_default.items()), output_field=IntegerField())
+            seconds = Coalesce(seconds, defaults, output_field=IntegerField())
         interval = ExpressionWrapper(
-            Value(timedelta(seconds=1)) * F("health_check_interval_seconds") * (1 + Random() * 0.1),
-            output_field=DurationField(),
+            Value(timedelta(seconds=1)) * seconds * (1 + Random() * 0.1), output_field=DurationField(),
         )
         Integration.objects.filter(pk__in=ids).update(next_check_at=Value(now) + interval)
         return
-    due = list(Integration.objects.filter(pk__in=ids).only("id", "health_check_interval_seconds"))
-    for integration in due:
-        integration.next_check_at = next_check_time(integration, now)
+    due = []
+    for pk, tenant_id, own in claimed:
+        integration = Integration(pk=pk, tenant_id=tenant_id, health_check_interval_seconds=own)
+        integration.next_check_at = next_check_time(integration, now, policy=policies.get(tenant_id))
+        due.append(integration)
     Integration.objects.bulk_update(due, ["next_check_at"])

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "connections",
     "audit",
     "webhooks",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +209,13 @@ SPECTACULAR_SETTINGS = {
         "ActivityTypeEnum": "connections.api.serializers.ACTIVITY_TYPES",
         "CredentialTypeEnum": "connections.choices.CredentialType",
         "ActivityStatusEnum": "connections.api.serializers.ACTIVITY_STATUSES",
+        "NotificationTypeEnum": "notifications.choices.NotificationType",
+        "NotificationEventTypeEnum": "notifications.choices.EVENT_TYPES",
+        "NotificationDeliveryStatusEnum": "notifications.choices.DeliveryStatus",
+        "NotificationAttemptOutcomeEnum": "notifications.choices.AttemptOutcome",
+        "NotificationDisabledReasonEnum": "notifications.choices.DisabledReason",
+        "IntegrationDisabledReasonEnum": "connections.choices.DisabledReason",
+        "TenantPolicyFieldEnum": "tenants.choices.POLICY_FIELDS",
     },
     "PREPROCESSING_HOOKS": ["integrations_site.api.schema.contract_paths_hook"],
     "POSTPROCESSING_HOOKS": [
@@ -287,6 +295,16 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 # --- Checks and polling ----------------------------------------------------------
 HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)
 HEALTH_LATENCY_BUDGET_MS = env.int("HEALTH_LATENCY_BUDGET_MS", default=2000)
+# The platform's policy: what a tenant inherits for each field its TenantPolicy leaves empty
+# (tenants.selectors.effective_policy). The counts and hours: 0 turns the rule off.
+FAILURE_WARNING_AFTER = env.int("FAILURE_WARNING_AFTER", default=20)  # failed checks in a row before the warning
+AUTO_DISABLE_AFTER = env.int("AUTO_DISABLE_AFTER", default=30)  # … before the integration is disabled,
+AUTO_DISABLE_MIN_HOURS = env.int("AUTO_DISABLE_MIN_HOURS", default=24)  # … once it has failed at least this long
+# An integration without its own check interval is checked this often; new integrations get this timeout and
+# these retries when their create request leaves them out (the model's defaults: 60, 10, 3).
+HEALTH_CHECK_INTERVAL_SECONDS = env.int("HEALTH_CHECK_INTERVAL_SECONDS", default=60)
+INTEGRATION_TIMEOUT_SECONDS = env.int("INTEGRATION_TIMEOUT_SECONDS", default=10)
+INTEGRATION_RETRY_COUNT = env.int("INTEGRATION_RETRY_COUNT", default=3)
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=50)
 HEALTH_DISPATCH_BATCH = env.int("HEALTH_DISPATCH_BATCH", default=500)
 HEALTH_TASK_CHUNK = env.int("HEALTH_TASK_CHUNK", default=50)
@@ -308,6 +326,18 @@ WEBHOOK_ENDPOINT_CACHE_SECONDS = env.float("WEBHOOK_ENDPOINT_CACHE_SECONDS", def
 # Each process adds its deliveries to the shared per-minute rate counter this often (or every N deliveries).
 WEBHOOK_RATE_SYNC_SECONDS = env.float("WEBHOOK_RATE_SYNC_SECONDS", default=0.5)
 WEBHOOK_RATE_SYNC_EVERY = env.int("WEBHOOK_RATE_SYNC_EVERY", default=50)
+
+# --- Notifications to tenants ----------------------------------------------------------
+# Seconds to wait after each failed attempt; after the last one the delivery has failed.
+NOTIFICATION_RETRY_SCHEDULE = env.list("NOTIFICATION_RETRY_SCHEDULE", cast=int,
+                                       default=[5, 60, 300, 1800, 7200, 21600, 43200])
+NOTIFICATION_TIMEOUT_SECONDS = env.float("NOTIFICATION_TIMEOUT_SECONDS", default=10.0)  # one POST, all included
+NOTIFICATION_SWEEP_AFTER_SECONDS = env.int("NOTIFICATION_SWEEP_AFTER_SECONDS", default=30)
+NOTIFICATION_TASK_BATCH = env.int("NOTIFICATION_TASK_BATCH", default=10)  # deliveries per worker task
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=30)
+NOTIFICATION_ENDPOINTS_PER_TENANT = env.int("NOTIFICATION_ENDPOINTS_PER_TENANT", default=20)
+# credential.expiring is sent this many days before a credential that cannot renew itself expires.
+NOTIFICATION_CREDENTIAL_EXPIRING_DAYS = env.int("NOTIFICATION_CREDENTIAL_EXPIRING_DAYS", default=7)
 
 # --- OAuth ------------------------------------------------------------------------
 # The redirect URI registered with providers: the public address of /api/v1/oauth/callback.

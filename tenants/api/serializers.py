@@ -7,7 +7,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from integrations_site.api.serializers import StrictFieldsMixin
 
 from ..authentication import TENANT_CLAIM, context_for_user, is_super_admin
-from ..choices import Role
+from ..choices import POLICY_BOUNDS, POLICY_FIELDS, Role
 from ..models import ApiKey, Tenant
 
 LABEL = r"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?"
@@ -98,3 +98,53 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     class Meta(ApiKeySerializer.Meta):
         fields = ApiKeySerializer.Meta.fields + ["key"]
+
+
+POLICY_HELP = {
+    "health_failure_threshold": "Failed checks in a row before an integration is unhealthy.",
+    "health_latency_budget_ms": "A successful check slower than this (milliseconds) is degraded.",
+    "failure_warning_after": "Failed checks in a row before the tenant is warned, once per failing streak; 0: never.",
+    "auto_disable_after": "Failed checks in a row before the integration is disabled (auto_disabled); 0: never.",
+    "auto_disable_min_hours": "…and only once it has been failing at least this many hours.",
+    "default_check_interval_seconds": "Seconds between scheduled checks of an integration without its own interval.",
+    "default_timeout_seconds": "The timeout a new integration gets when its create request leaves it out.",
+    "default_retry_count": "The retries a new integration gets when its create request leaves them out.",
+}
+
+
+def _policy_value(name: str, *, writable: bool) -> serializers.IntegerField:
+    low, high = POLICY_BOUNDS[name]
+    if writable:
+        return serializers.IntegerField(min_value=low, max_value=high, required=False, allow_null=True,
+                                        help_text=f"{POLICY_HELP[name]} null: inherit the platform setting.")
+    return serializers.IntegerField(help_text=POLICY_HELP[name])  # a platform setting need not keep the bounds
+
+
+class TenantPolicyUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A change to the tenant's policy: any of its fields, each within its bounds or null (inherited)."""
+
+    health_failure_threshold = _policy_value("health_failure_threshold", writable=True)
+    health_latency_budget_ms = _policy_value("health_latency_budget_ms", writable=True)
+    failure_warning_after = _policy_value("failure_warning_after", writable=True)
+    auto_disable_after = _policy_value("auto_disable_after", writable=True)
+    auto_disable_min_hours = _policy_value("auto_disable_min_hours", writable=True)
+    default_check_interval_seconds = _policy_value("default_check_interval_seconds", writable=True)
+    default_timeout_seconds = _policy_value("default_timeout_seconds", writable=True)
+    default_retry_count = _policy_value("default_retry_count", writable=True)
+
+
+class TenantPolicySerializer(serializers.Serializer):
+    """The tenant's effective policy (``tenants.selectors.Policy``): every value, and which are inherited."""
+
+    health_failure_threshold = _policy_value("health_failure_threshold", writable=False)
+    health_latency_budget_ms = _policy_value("health_latency_budget_ms", writable=False)
+    failure_warning_after = _policy_value("failure_warning_after", writable=False)
+    auto_disable_after = _policy_value("auto_disable_after", writable=False)
+    auto_disable_min_hours = _policy_value("auto_disable_min_hours", writable=False)
+    default_check_interval_seconds = _policy_value("default_check_interval_seconds", writable=False)
+    default_timeout_seconds = _policy_value("default_timeout_seconds", writable=False)
+    default_retry_count = _policy_value("default_retry_count", writable=False)
+    inherited = serializers.ListField(
+        child=serializers.ChoiceField(choices=POLICY_FIELDS),
+        help_text="The fields this tenant has not set: their values are the platform settings.",
+    )

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -11,5 +11,7 @@ urlpatterns = [
     path("auth/token/", views.TokenObtainView.as_view(), name="token-obtain"),
     path("auth/token/refresh/", views.TokenRefreshView.as_view(), name="token-refresh"),
     path("tenant/", views.OwnTenantView.as_view(), name="own-tenant"),
+    # With a trailing slash too, without a redirect (as detail actions are); the schema shows the contract's form.
+    re_path(r"^tenant/policy/?$", views.TenantPolicyView.as_view(), name="tenant-policy"),
     *router.urls,
 ]

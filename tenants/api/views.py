@@ -5,15 +5,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView as BaseTokenRefreshView
 
+from integrations_site.api.errors import NotFoundError
 from integrations_site.api.viewsets import RoleMappedMixin, TenantScopedViewSet
 
 from .. import services
 from ..filters import ApiKeyFilter, TenantFilter
 from ..models import ApiKey, Tenant
+from ..selectors import effective_policy
 from .serializers import (
     AdminTenantSerializer,
     ApiKeyCreatedSerializer,
     ApiKeySerializer,
+    TenantPolicySerializer,
+    TenantPolicyUpdateSerializer,
     TenantSerializer,
     TokenObtainSerializer,
     TokenPairSerializer,
@@ -45,17 +49,19 @@ class TokenRefreshView(BaseTokenRefreshView):
         return super().post(request, *args, **kwargs)
 
 
-class OwnTenantView(RoleMappedMixin, APIView):
-    """The caller's own tenant."""
+class OwnTenantMixin(RoleMappedMixin):
+    """A view of the caller's own tenant: every tenant role reads it, tenant admins change it."""
 
     permission_map = {"get": "tenant.read", "patch": "tenant.update"}
 
     def _tenant(self):
         if self.ctx.tenant is None:
-            from integrations_site.api.errors import NotFoundError
-
             raise NotFoundError("This token is platform-wide; it belongs to no tenant.")
         return self.ctx.tenant
+
+
+class OwnTenantView(OwnTenantMixin, APIView):
+    """The caller's own tenant."""
 
     @extend_schema(responses={200: TenantSerializer})
     def get(self, request):
@@ -68,6 +74,24 @@ class OwnTenantView(RoleMappedMixin, APIView):
         serializer.is_valid(raise_exception=True)
         tenant = services.tenant_update(actor=self.actor, tenant=tenant, data=serializer.validated_data)
         return Response(TenantSerializer(tenant).data)
+
+
+class TenantPolicyView(OwnTenantMixin, APIView):
+    """The caller's tenant's policy: health thresholds, auto-disable and request defaults. Every value is the
+    effective one; ``inherited`` names those that follow the platform settings. PATCH sets fields (null: back
+    to inherited); tenant admins only."""
+
+    @extend_schema(responses={200: TenantPolicySerializer})
+    def get(self, request):
+        return Response(TenantPolicySerializer(effective_policy(self._tenant())).data)
+
+    @extend_schema(request=TenantPolicyUpdateSerializer, responses={200: TenantPolicySerializer})
+    def patch(self, request):
+        tenant = self._tenant()
+        serializer = TenantPolicyUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = services.tenant_policy_update(actor=self.actor, tenant=tenant, data=serializer.validated_data)
+        return Response(TenantPolicySerializer(policy).data)
 
 
 class AdminTenantViewSet(RoleMappedMixin, viewsets.ModelViewSet):

@@ -12,21 +12,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "integrations_site"
-APPS = ("tenants", "audit", "catalog", "connections", "webhooks", "demo")
+APPS = ("tenants", "audit", "catalog", "notifications", "connections", "webhooks", "demo")
 MAX_LINES = 400
 
 # What each app may import besides itself (STYLE 4c): connections depends on catalog, webhooks on
-# connections, every app may depend on tenants and audit and on the project package's shared pieces.
+# connections, every app may depend on tenants and audit and on the project package's shared pieces;
+# notifications (telling tenants what happened) depends on none of them, and connections and webhooks
+# hand it what they have to tell.
 # Nothing imports demo (installed by the local and test settings only); the project package holds the
 # reads that need two apps (integrations_site/activity.py) and may import any app but demo.
 ALLOWED = {
     "tenants": {PROJECT, "audit"},
     "audit": {PROJECT, "tenants"},
     "catalog": {PROJECT, "tenants", "audit"},
-    "connections": {PROJECT, "tenants", "audit", "catalog"},
-    "webhooks": {PROJECT, "tenants", "audit", "catalog", "connections"},
-    "demo": {PROJECT, "tenants", "audit", "catalog", "connections", "webhooks"},
-    PROJECT: {"tenants", "audit", "catalog", "connections", "webhooks"},
+    "notifications": {PROJECT, "tenants", "audit"},
+    "connections": {PROJECT, "tenants", "audit", "catalog", "notifications"},
+    "webhooks": {PROJECT, "tenants", "audit", "catalog", "connections", "notifications"},
+    "demo": {PROJECT, "tenants", "audit", "catalog", "connections", "webhooks", "notifications"},
+    PROJECT: {"tenants", "audit", "catalog", "connections", "webhooks", "notifications"},
 }
 
 # Over the limit for now, each with why; none may grow. Remove an entry once its module is split or gone.

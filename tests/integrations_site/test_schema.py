@@ -247,7 +247,8 @@ def test_a_poll_whose_status_endpoint_fails_is_documented_as_502(openapi):
 def test_request_bodies_of_strict_serializers_admit_no_other_field(openapi):
     schemas = openapi["components"]["schemas"]
     for name in ("IntegrationRequest", "PatchedIntegrationRequest", "WebhookEndpointRequest", "ApiKeyRequest",
-                 "TokenObtainRequest", "BearerCredentialRequest", "PatchedTenantRequest"):
+                 "TokenObtainRequest", "BearerCredentialRequest", "PatchedTenantRequest",
+                 "PatchedTenantPolicyUpdateRequest"):
         assert schemas[name]["additionalProperties"] is False, name
 
 

@@ -18,6 +18,8 @@ from connections.choices import UpdateMethod
 from connections.services.statuses import PollError, extract_items, statuses_store
 from integrations_site import bounds
 from integrations_site.api.errors import ConflictError
+from notifications.choices import NotificationType
+from notifications.services import notify
 
 from ..choices import EventStatus
 from ..models import WebhookEvent
@@ -119,6 +121,7 @@ def event_process(*, event_id) -> str | None:
                 event.next_attempt_at = None
                 logger.warning("webhooks.event.failed event=%s attempts=%s permanent=%s", event.pk, event.attempts,
                                permanent)
+                _notify_failed(event, permanent)
             else:
                 event.next_attempt_at = timezone.now() + timedelta(seconds=delay)
                 transaction.on_commit(lambda: handoff.queue_retry(str(event.pk), delay))
@@ -131,6 +134,16 @@ def event_process(*, event_id) -> str | None:
         event.next_attempt_at = None
         event.save(update_fields=["attempts", "status", "processed_at", "result", "last_error", "next_attempt_at"])
         return event.status
+
+
+def _notify_failed(event: WebhookEvent, permanent: bool) -> None:
+    """Tell the tenant (``webhook_event.failed``), in the transaction that marks the event failed."""
+    endpoint = event.endpoint
+    notify(tenant_id=event.tenant_id, type=NotificationType.WEBHOOK_EVENT_FAILED, data={
+        "event_id": str(event.pk), "endpoint_id": str(endpoint.pk), "endpoint_name": endpoint.name,
+        "integration_id": str(endpoint.integration_id), "received_at": event.received_at,
+        "attempts": event.attempts, "permanent": permanent, "last_error": event.last_error,
+    })
 
 
 @transaction.atomic

@@ -36,6 +36,7 @@ class HealthSerializer(serializers.Serializer):
     state = serializers.CharField()
     health_checked_at = serializers.DateTimeField(allow_null=True)
     consecutive_failures = serializers.IntegerField()
+    failing_since = serializers.DateTimeField(allow_null=True, help_text="First failed check of the current streak.")
     last_success_at = serializers.DateTimeField(allow_null=True)
     last_error = CheckErrorSerializer(allow_null=True)
     success_rate_24h = serializers.FloatField(allow_null=True, help_text="Share of successful checks, 0..1.")

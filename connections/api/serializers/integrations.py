@@ -32,15 +32,16 @@ class IntegrationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Integration
         fields = [
-            "id", "provider", "provider_name", "name", "description", "environment", "status", "health_state",
-            "health_checked_at", "consecutive_failures", "last_success_at", "api_base_url", "test_endpoint",
-            "status_endpoint", "stream_endpoint", "status_mapping", "update_method", "polling_interval_seconds",
+            "id", "provider", "provider_name", "name", "description", "environment", "status", "disabled_reason",
+            "health_state", "health_checked_at", "consecutive_failures", "last_success_at", "api_base_url",
+            "test_endpoint", "status_endpoint", "stream_endpoint", "status_mapping", "update_method",
+            "polling_interval_seconds",
             "timeout_seconds", "retry_count", "settings", "user_scoped", "search_enabled", "limit_monthly_budget",
             "limit_tokens", "limit_requests_per_minute", "has_credentials", "credential", "created_at", "updated_at",
         ]
         read_only_fields = [
-            "id", "status", "health_state", "health_checked_at", "consecutive_failures", "last_success_at",
-            "created_at", "updated_at",
+            "id", "status", "disabled_reason", "health_state", "health_checked_at", "consecutive_failures",
+            "last_success_at", "created_at", "updated_at",
         ]
         extra_kwargs = {"name": {"validators": []}}
 

@@ -22,6 +22,7 @@ from integrations_site import outbound
 from ...choices import CredentialStatus, CredentialType, IntegrationStatus
 from ...models import Credential, Integration
 from ...selectors import credential_of
+from .expiry import credential_expired_notify, credentials_expiry_notify
 
 logger = logging.getLogger("connections.oauth")
 
@@ -173,6 +174,7 @@ def _refresh_failed(*, credential: Credential, integration: Integration, error: 
                 )
             audit_record(actor=actor, action="oauth.refresh_failed", target=integration, outcome="failure",
                          changes={"permanent": True, "error": str(error)})
+            credential_expired_notify(credential=locked, reason="refresh_refused")
         else:
             locked.refresh_failures += 1
             delay = min(3600, 30 * (2 ** min(locked.refresh_failures, 7)))
@@ -204,7 +206,8 @@ def refresh_claim(*, now=None, limit: int = 200) -> list:
 
 
 def refresh_due(*, now=None) -> dict:
-    """Refresh every claimed credential; returns counts by outcome."""
+    """Refresh every claimed credential, then report what still expires (``expiry``); returns the refresh
+    counts by outcome."""
     counts = {"refreshed": 0, "failed": 0}
     for credential_id in refresh_claim(now=now):
         credential = Credential.objects.filter(pk=credential_id).first()
@@ -215,6 +218,7 @@ def refresh_due(*, now=None) -> dict:
             counts["refreshed"] += 1
         except RefreshFailed:
             counts["failed"] += 1
+    credentials_expiry_notify(now=now)
     return counts
 
 

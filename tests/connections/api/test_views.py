@@ -251,15 +251,19 @@ def test_disable_then_enable_round_trip_is_idempotent_and_audited(api, created):
     assert second.status_code == 200 and second.json()["status"] == "disabled"
     disabled_events = AuditEvent.objects.filter(action="integration.disabled", target_id=created["id"])
     assert [e.changes for e in disabled_events.order_by("created_at")] == [
-        {"status": {"from": "pending", "to": "disabled"}}, {}
+        {"status": {"from": "pending", "to": "disabled"}, "disabled_reason": {"from": "", "to": "manual"}}, {}
     ]
+    assert second.json()["disabled_reason"] == "manual"
     assert Integration.objects.get(pk=created["id"]).next_check_at is None
 
     enabled = api.post(f"{base}enable")
     assert enabled.status_code == 200 and enabled.json()["status"] == "pending"
+    assert enabled.json()["disabled_reason"] == ""
     assert api.post(f"{base}enable").json()["status"] == "pending"
     events = AuditEvent.objects.filter(action="integration.enabled", target_id=created["id"]).order_by("created_at")
-    assert [e.changes for e in events] == [{"status": {"from": "disabled", "to": "pending"}}, {}]
+    assert [e.changes for e in events] == [
+        {"status": {"from": "disabled", "to": "pending"}, "disabled_reason": {"from": "manual", "to": ""}}, {}
+    ]
     assert Integration.objects.get(pk=created["id"]).next_check_at is not None
 
 

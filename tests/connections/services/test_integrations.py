@@ -84,9 +84,11 @@ def test_disable_and_enable_are_idempotent(made, actor):
     rows = list(AuditEvent.objects.order_by("created_at").values_list("action", "changes"))
     assert rows == [
         ("integration.created", rows[0][1]),
-        ("integration.disabled", {"status": {"from": "pending", "to": "disabled"}}),
+        ("integration.disabled", {"status": {"from": "pending", "to": "disabled"},
+                                  "disabled_reason": {"from": "", "to": "manual"}}),
         ("integration.disabled", {}),
-        ("integration.enabled", {"status": {"from": "disabled", "to": "pending"}}),
+        ("integration.enabled", {"status": {"from": "disabled", "to": "pending"},
+                                 "disabled_reason": {"from": "manual", "to": ""}}),
         ("integration.enabled", {}),
     ]
 
