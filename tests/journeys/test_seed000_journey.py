@@ -78,7 +78,8 @@ def test_create_enable_set_credentials_connect_disable_delete_is_audited_in_orde
         assert TOKEN not in str(event.changes)
     assert events[1].changes == {}
     assert events[2].changes["token"] == "[redacted]"
-    assert events[3].changes == {"status": {"from": "pending", "to": "disabled"}}
+    assert events[3].changes == {"status": {"from": "pending", "to": "disabled"},
+                                 "disabled_reason": {"from": "", "to": "manual"}}
 
     # The tenant's own audit trail shows the same story, newest first.
     trail = api.get("/api/v1/audit-events/", {"limit": 100})

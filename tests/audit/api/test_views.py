@@ -178,7 +178,8 @@ def test_api_calls_appear_in_the_trail_with_their_actor(client_for, provider):
     rows = client.get(f"{URL}?target={created.json()['id']}").json()["results"]
     assert [r["action"] for r in rows] == ["integration.disabled", "integration.created"]
     assert {r["actor"] for r in rows} == {"tenant_admin-acme"}
-    assert rows[0]["changes"] == {"status": {"from": "pending", "to": "disabled"}}
+    assert rows[0]["changes"] == {"status": {"from": "pending", "to": "disabled"},
+                                  "disabled_reason": {"from": "", "to": "manual"}}
 
 
 def _count_queries(client, url) -> int:
