@@ -8,14 +8,17 @@ from django.utils.html import format_html
 from integrations_site.admin import HubStyleMixin, SecretOnceAddMixin, ServiceAdminMixin, adopt, badge, staff_actor
 
 from . import services
-from .models import ApiKey, Membership, Tenant
+from .choices import POLICY_BOUNDS, POLICY_FIELDS
+from .models import ApiKey, Membership, Tenant, TenantPolicy
+from .selectors import policy_of
 
 
 def tenant_owned_models() -> list:
-    """Every model with a foreign key to Tenant: all of it goes when the tenant is deleted."""
+    """Every model with a foreign key (or a one-to-one key) to Tenant: all of it goes when the tenant is deleted."""
     return [
         model for model in apps.get_models()
-        if any(getattr(f, "related_model", None) is Tenant and f.many_to_one for f in model._meta.fields)
+        if any(getattr(f, "related_model", None) is Tenant and (f.many_to_one or f.one_to_one)
+               for f in model._meta.fields)
     ]
 
 
@@ -25,6 +28,43 @@ class MembershipInline(admin.TabularInline):
     fields = ("user", "role", "created_at")
     readonly_fields = ("created_at",)
     autocomplete_fields = ("user",)
+
+
+class TenantPolicyForm(forms.ModelForm):
+    """The tenant's own policy values. Each field's bounds are the model's validators (``POLICY_BOUNDS``, which
+    the API's serializer checks too); an empty field is inherited. Each field says its effective value."""
+
+    class Meta:
+        model = TenantPolicy
+        fields = POLICY_FIELDS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        policy = policy_of(self.instance if self.instance.pk else None)
+        for name in POLICY_FIELDS:
+            field = self.fields[name]
+            low, high = POLICY_BOUNDS[name]
+            field.widget.attrs.update(min=low, max=high)  # a hint to the browser; the model's validators decide
+            source = "the platform setting" if name in policy.inherited else "set here"
+            field.help_text = format_html("{} <strong>Effective: {}</strong> ({}).", field.help_text,
+                                          getattr(policy, name), source)
+
+
+class TenantPolicyInline(admin.StackedInline):
+    """The tenant's policy on its page; saved through ``tenant_policy_update`` (audited, as the API's PATCH)."""
+
+    model = TenantPolicy
+    form = TenantPolicyForm
+    extra = 1
+    max_num = 1
+    can_delete = False  # emptying a field inherits it again; the row itself never needs deleting
+    fieldsets = (
+        ("Health", {"fields": ("health_failure_threshold", "health_latency_budget_ms",
+                               "default_check_interval_seconds")}),
+        ("Warning and auto-disable", {"fields": ("failure_warning_after", "auto_disable_after",
+                                                 "auto_disable_min_hours")}),
+        ("Defaults of new integrations", {"fields": ("default_timeout_seconds", "default_retry_count")}),
+    )
 
 
 @admin.register(Tenant)
@@ -39,7 +79,7 @@ class TenantAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ("OAuth", {"fields": ("allowed_return_hosts",)}),
         ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
     )
-    inlines = (MembershipInline,)
+    inlines = (TenantPolicyInline, MembershipInline)
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):
@@ -62,6 +102,8 @@ class TenantAdmin(ServiceAdminMixin, admin.ModelAdmin):
         services.tenant_delete(actor=staff_actor(request), tenant=obj)
 
     def save_formset(self, request, form, formset, change):
+        if formset.model is TenantPolicy:
+            return self._save_policy(request, form, formset)
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
         actor = staff_actor(request)
@@ -70,6 +112,14 @@ class TenantAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.membership_remove(actor=actor, membership=membership)
         for membership in memberships:
             services.membership_set(actor=actor, tenant=form.instance, user=membership.user, role=membership.role)
+
+    def _save_policy(self, request, form, formset) -> None:
+        # commit=False: the formset writes nothing itself, but knows what changed for the change message.
+        formset.save(commit=False)
+        for policy_form in formset.forms:
+            if policy_form.has_changed():
+                data = {name: policy_form.cleaned_data.get(name) for name in POLICY_FIELDS}
+                services.tenant_policy_update(actor=staff_actor(request), tenant=form.instance, data=data)
 
     def delete_queryset(self, request, queryset):
         for tenant in queryset:

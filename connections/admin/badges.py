@@ -4,7 +4,7 @@ from django.utils.html import format_html
 
 from integrations_site.admin import ChoiceBadges, ago, badge
 
-from ..choices import CredentialStatus, HealthState, IntegrationStatus, StreamState
+from ..choices import CredentialStatus, DisabledReason, HealthState, IntegrationStatus, StreamState
 
 HEALTH_BADGES = ChoiceBadges(HealthState, {
     HealthState.HEALTHY: "ok", HealthState.DEGRADED: "warn", HealthState.UNHEALTHY: "bad",
@@ -17,6 +17,9 @@ STATUS_BADGES = ChoiceBadges(IntegrationStatus, {
 CREDENTIAL_BADGES = ChoiceBadges(CredentialStatus, {
     CredentialStatus.ACTIVE: "ok", CredentialStatus.EXPIRED: "warn", CredentialStatus.REVOKED: "neutral",
     CredentialStatus.ERROR: "bad",
+})
+DISABLED_BADGES = ChoiceBadges(DisabledReason, {
+    DisabledReason.NONE: "neutral", DisabledReason.MANUAL: "neutral", DisabledReason.AUTO_DISABLED: "bad",
 })
 STREAM_BADGES = ChoiceBadges(StreamState, {
     StreamState.CONNECTED: "ok", StreamState.CONNECTING: "info", StreamState.BACKOFF: "warn",

@@ -101,7 +101,7 @@ class IntegrationAdmin(ObjectButtonsMixin, ServiceAdminMixin, IntegrationStateAd
     # The columns a staff member scans, narrow enough for a 1,280 px screen: failures in a row under the
     # health badge, the last error's code under the last check, a missing credential under the status.
     list_display = ("name", "tenant", "provider", "status_column", "health_column", "success_24h", "last_check")
-    list_filter = (DeletedFilter, "status", "health_state", "environment", "provider", "tenant")
+    list_filter = (DeletedFilter, "status", "disabled_reason", "health_state", "environment", "provider", "tenant")
     search_fields = ("name", "description", "tenant__name", "tenant__slug", "provider__name", "provider__slug")
     list_select_related = ("tenant", "provider")
     autocomplete_fields = ("tenant", "provider")
@@ -133,7 +133,7 @@ class IntegrationAdmin(ObjectButtonsMixin, ServiceAdminMixin, IntegrationStateAd
         if obj is None:
             return fieldsets
         # What a staff member opens the page for comes first: how the integration is doing.
-        fieldsets.insert(0, ("State", {"fields": self.state_fields}))
+        fieldsets.insert(0, ("State", {"fields": self.state_fields_of(obj)}))
         if stream := self.stream_fieldset(obj):
             fieldsets.append(stream)
         fieldsets.append(("Recent checks", {"fields": ("recent_checks",)}))

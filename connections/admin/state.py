@@ -9,13 +9,21 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
 from integrations_site.admin import ago, error_in_words
 
-from ..choices import CheckKind
+from ..choices import CheckKind, DisabledReason
 from ..models import ConnectionCheck
 from ..selectors import credential_of
-from .badges import CREDENTIAL_BADGES, HEALTH_BADGES, STATUS_BADGES, check_in_words, check_outcome_badge
+from .badges import (
+    CREDENTIAL_BADGES,
+    DISABLED_BADGES,
+    HEALTH_BADGES,
+    STATUS_BADGES,
+    check_in_words,
+    check_outcome_badge,
+)
 
 RECENT_CHECKS = 20
 # The checks the ratio counts: connection tests and scheduled health checks that have an outcome.
@@ -45,20 +53,31 @@ def _moment(at, depth: int = 2):
     """A time in words, with the exact time for whoever hovers it."""
     if not at:
         return "—"
+    return _time(at, ago(at, depth))
+
+
+def _time(at, words: str):
     return format_html('<time datetime="{}" title="{}">{}</time>', at.isoformat(),
-                       timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z"), ago(at, depth))
+                       timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z"), words)
 
 
 class IntegrationStateAdminMixin:
     """For ``IntegrationAdmin``: the list's state columns and the change page's "State" block (first)."""
 
     state_fields = (
-        "health_badge", "status_badge", "consecutive_failures", "last_success", "latest_check",
-        "last_error_in_words", "success_24h", "credential_summary",
+        "health_badge", "status_badge", "disabled_because", "consecutive_failures", "failing_for", "last_success",
+        "latest_check", "last_error_in_words", "success_24h", "credential_summary",
     )
+    # Shown in the State block only where set: why it is disabled, how long its failing streak lasts.
+    state_fields_when_set = {"disabled_because": "disabled_reason", "failing_for": "failing_since"}
     record_fields = (
         "next_check_at", "last_polled_at", "next_poll_at", "created_by", "created_at", "updated_at", "deleted_at",
     )
+
+    def state_fields_of(self, obj) -> tuple:
+        """The State block's fields for ``obj``: those of ``state_fields_when_set`` only where set."""
+        return tuple(name for name in self.state_fields
+                     if name not in self.state_fields_when_set or getattr(obj, self.state_fields_when_set[name]))
 
     def get_queryset(self, request):
         return with_checks_24h(super().get_queryset(request))
@@ -69,6 +88,8 @@ class IntegrationStateAdminMixin:
     def status_column(self, obj):
         missing = not getattr(obj, "_has_credentials", True)
         note = format_html('<span class="hub-note">{}</span>', "no credentials") if missing else ""
+        if obj.disabled_reason == DisabledReason.AUTO_DISABLED:
+            note = format_html('{}<span class="hub-note">{}</span>', note, "after failing checks")
         return format_html("{}{}", STATUS_BADGES(obj.status), note)
 
     @admin.display(description="health", ordering="health_state")
@@ -101,6 +122,20 @@ class IntegrationStateAdminMixin:
     @admin.display(description="status")
     def status_badge(self, obj):
         return STATUS_BADGES(obj.status)
+
+    @admin.display(description="disabled")
+    def disabled_because(self, obj):
+        return DISABLED_BADGES(obj.disabled_reason)
+
+    @admin.display(description="failing")
+    def failing_for(self, obj):
+        """How long the failing streak has lasted, and whether its warning went out."""
+        since = obj.failing_since
+        if not since:
+            return "—"
+        warned = format_html("; warning sent {}", _moment(obj.failure_warned_at, depth=1)) \
+            if obj.failure_warned_at else ""
+        return format_html("{}{}", _time(since, f"failing for {timesince(since, depth=1)}"), warned)
 
     @admin.display(description="last success")
     def last_success(self, obj):

@@ -12,7 +12,10 @@
 - ``oauth``: the demo CRM's OAuth 2.0 authorization server (consent page,
   code + PKCE, refresh rotation, revocation);
 - ``sender``: a thread posting signed status updates to the hub's webhook
-  receiver.
+  receiver;
+- ``notifications``: the demo tenant's notification receiver
+  (``POST /notifications`` verifies the hub's Standard Webhooks signature,
+  ``GET /notifications`` lists the last 100 received).
 
 ``seed_demo`` writes the same credentials, client id and secret into the demo
 integrations and providers, and points them at ``DEMO_UPSTREAM_URL``.
@@ -26,6 +29,7 @@ from .api import (
     UNKNOWN_STATUS,
     StatusFeed,
 )
+from .notifications import RECEIVER_PATH, NotificationReceiver
 from .oauth import CLIENT_ID, CLIENT_SECRET, SCOPES, TOKEN_AUTH_METHOD, AuthorizationServer
 from .routing import Request, Response, Route, html_response, json_response, redirect
 from .sender import PAYMENTS_PROVIDER, WebhookSender, sign
@@ -34,7 +38,7 @@ from .streams import EventStream
 
 __all__ = [
     "CLIENT_ID", "CLIENT_SECRET", "INVENTORY_API_KEY", "INVENTORY_KEY_HEADER", "PAYMENTS_PROVIDER",
-    "PAYMENTS_TOKEN", "SCOPES", "SHIPPING_PASSWORD", "SHIPPING_USERNAME", "TOKEN_AUTH_METHOD", "UNKNOWN_STATUS",
-    "AuthorizationServer", "DemoUpstream", "EventStream", "Request", "Response", "Route", "StatusFeed", "WebhookSender",
-    "html_response", "json_response", "redirect", "sign",
+    "PAYMENTS_TOKEN", "RECEIVER_PATH", "SCOPES", "SHIPPING_PASSWORD", "SHIPPING_USERNAME", "TOKEN_AUTH_METHOD",
+    "UNKNOWN_STATUS", "AuthorizationServer", "DemoUpstream", "EventStream", "NotificationReceiver", "Request",
+    "Response", "Route", "StatusFeed", "WebhookSender", "html_response", "json_response", "redirect", "sign",
 ]

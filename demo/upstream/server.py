@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from . import api, streams
+from .notifications import NotificationReceiver
 from .oauth import AuthorizationServer
 from .routing import Request, Response, Route, json_response
 
@@ -40,25 +41,29 @@ IDLE_TIMEOUT_SECONDS = 30
 
 
 class DemoUpstream:
-    """The REST API of the demo integrations and the OAuth demo provider, on one loopback port.
+    """The REST API of the demo integrations, the OAuth demo provider and the demo tenant's notification
+    receiver, on one loopback port.
 
     ``port=0`` picks a free port (tests); ``clock`` drives the status feeds and
-    the authorization server's code and token lifetimes.
+    the authorization server's code and token lifetimes; ``notification_secrets``
+    gives the receiver the secrets it verifies with (none: every notification is refused).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8001, rotate_every: float = api.ROTATE_EVERY_SECONDS,
                  auto_approve: bool = False, redirect_uris: list[str] | None = None,
-                 token_lifetime: int = 3600, clock: Callable[[], float] = time.time):
+                 token_lifetime: int = 3600, clock: Callable[[], float] = time.time,
+                 notification_secrets: Callable[[], list[str]] = list):
         self.inventory = api.inventory_feed(period=rotate_every, clock=clock)
         self.payments = api.payments_feed(period=rotate_every, clock=clock)
         self.slots = streams.slots_feed(period=rotate_every, clock=clock)
         self.slot_stream = streams.EventStream(self.slots)
         self.oauth = AuthorizationServer(redirect_uris=redirect_uris, auto_approve=auto_approve,
                                          token_lifetime=token_lifetime, clock=clock)
+        self.notifications = NotificationReceiver(secrets=notification_secrets)
         self.auth_checks: dict[str, Callable[[Request], object]] = {**api.AUTH_CHECKS,
                                                                      "oauth": self.oauth.check_access}
         self.routes: dict[tuple[str, str], Route] = {**api.routes(self), **streams.routes(self),
-                                                     **self.oauth.routes()}
+                                                     **self.oauth.routes(), **self.notifications.routes()}
         self.httpd = ThreadingHTTPServer((host, port), _handler_class(self))
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None

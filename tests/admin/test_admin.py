@@ -564,6 +564,7 @@ def test_tenant_added_in_admin_is_audited_with_the_staff_user(staff_client, staf
     response = staff_client.post(admin_url(Tenant, "add"), {
         "name": "Initech", "slug": "initech", "plan": "starter", "is_active": "on", "allowed_return_hosts": "[]",
         "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+        "policy-TOTAL_FORMS": 0, "policy-INITIAL_FORMS": 0,
     })
 
     assert response.status_code == 302

@@ -179,3 +179,58 @@ def test_a_page_without_checks_says_so_and_the_add_page_has_no_state(staff_clien
     response = staff_client.get(reverse("admin:connections_integration_add"))
     assert response.status_code == 200
     assert "State" not in [fieldset.name for fieldset in response.context["adminform"]]
+
+
+# --- disabled and failing ----------------------------------------------------------------------------------------
+
+
+def state_labels(html: str) -> list[str]:
+    state = html.index(">State</h2>")
+    return re.findall(r"<label>([^<]+):</label>", html[state:html.index("</fieldset>", state)])
+
+
+def test_an_auto_disabled_integration_says_why_and_how_long_it_has_been_failing(staff_client, integration):
+    now = timezone.now()
+    Integration.objects.filter(pk=integration.pk).update(
+        status="disabled", disabled_reason="auto_disabled", health_state="unhealthy", consecutive_failures=30,
+        failing_since=now - timedelta(hours=3, minutes=10), failure_warned_at=now - timedelta(hours=1, minutes=5),
+    )
+
+    html = staff_client.get(change_page(integration)).content.decode()
+
+    assert state_labels(html)[:5] == ["Health", "Status", "Disabled", "Consecutive failures", "Failing"]
+    state = html[html.index(">State</h2>"):html.index('name="name"')]
+    assert 'data-value="auto_disabled">Disabled after failing checks</span>' in state
+    assert re.search(r"<time [^>]+>failing for 3\xa0hours</time>; warning sent <time [^>]+>1\xa0hour ago</time>",
+                     state)
+    listed = staff_client.get(changelist()).content.decode()
+    assert cell(listed, integration, "status_column") == ["Disabled", "no", "credentials", "after", "failing",
+                                                          "checks"]
+
+
+def test_a_manually_disabled_integration_says_so_without_a_streak(staff_client, integration):
+    Integration.objects.filter(pk=integration.pk).update(status="disabled", disabled_reason="manual")
+
+    html = staff_client.get(change_page(integration)).content.decode()
+
+    assert "Failing" not in state_labels(html) and "Disabled" in state_labels(html)
+    assert 'data-value="manual">Disabled on request</span>' in html
+
+
+def test_the_changelist_filters_by_why_an_integration_is_disabled(staff_client, tenant, provider, integration):
+    auto = IntegrationFactory(tenant=tenant, provider=provider, name="Auto", status="disabled",
+                              disabled_reason="auto_disabled")
+    manual = IntegrationFactory(tenant=tenant, provider=provider, name="Manual", status="disabled",
+                                disabled_reason="manual")
+
+    def listed(query: str) -> set:
+        response = staff_client.get(changelist() + query)
+        assert response.status_code == 200
+        return {i.pk for i in response.context["cl"].result_list}
+
+    assert listed("?disabled_reason__exact=auto_disabled") == {auto.pk}
+    assert listed("?disabled_reason__exact=manual") == {manual.pk}
+    assert listed("?disabled_reason__exact=") == {integration.pk}  # "Not disabled"
+    assert listed("") == {integration.pk, auto.pk, manual.pk}
+    html = staff_client.get(changelist()).content.decode()
+    assert "By disabled reason" in html and "Disabled after failing checks" in html

@@ -5,8 +5,10 @@ filesystem broker and logs) on free ports, with none of the test run's
 database, Redis or settings in its environment. Through the API, as
 demo-admin with a JWT, the test waits for: the seeded integrations that have
 credentials healthy, the polled inventory's statuses changed, webhook events
-from the upstream's sender processed, the streamed shipping slots' statuses
-stored by the stream consumer (its stream connected), and the API docs served.
+from the upstream's sender processed, the demo tenant's notifications (their
+health changes) received and verified by the upstream's receiver, the
+streamed shipping slots' statuses stored by the stream consumer (its stream
+connected), and the API docs served.
 Then it sends SIGINT to the script and checks that the script and each of its
 children (the upstream, web, worker, beat and streams) have stopped.
 """
@@ -182,6 +184,17 @@ def test_run_sh_brings_the_demo_alive_and_ctrl_c_stops_every_child(tmp_path):
             return body["total"]
 
         assert wait_for(run, "processed webhook events", processed_events) >= 1
+
+        def verified_notifications():
+            status, body = api(f"http://127.0.0.1:{run.upstream_port}", "/notifications")
+            assert status == 200, body
+            return [notification for notification in body if notification["verified"]]
+
+        # The seeded endpoint on the upstream: the health changes of the seed's connection tests, signed.
+        received = wait_for(run, "verified notifications at the demo upstream", verified_notifications)
+        assert "integration.health_changed" in {notification["type"] for notification in received}, received
+        status, deliveries = api(run.base, "/api/v1/notification-deliveries/?status=delivered", access)
+        assert status == 200 and deliveries["total"] >= 1, deliveries
 
         shipping = integrations["Demo shipping"]
 

@@ -1,4 +1,5 @@
-"""Serve the demo upstream and run its webhook sender until SIGINT or SIGTERM."""
+"""Serve the demo upstream and run its webhook sender until SIGINT or SIGTERM; its notification receiver
+verifies with the secrets of the endpoints pointed at it, read from the database as the sender reads its own."""
 import signal
 import threading
 
@@ -6,12 +7,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from demo.upstream import DemoUpstream, WebhookSender
 from demo.upstream.api import ROTATE_EVERY_SECONDS
+from demo.upstream.notifications import RECEIVER_PATH, endpoint_secrets_in_thread
 from demo.upstream.sender import SEND_EVERY_SECONDS
 
 
 class Command(BaseCommand):
-    help = ("Serve the demo upstream (the demo integrations' REST API and OAuth provider) on loopback, "
-            "and post signed webhook deliveries to the hub every few seconds. Local run only.")
+    help = ("Serve the demo upstream (the demo integrations' REST API and OAuth provider, the demo tenant's "
+            "notification receiver) on loopback, and post signed webhook deliveries to the hub every few seconds. "
+            "Local run only.")
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
@@ -28,7 +31,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             upstream = DemoUpstream(host=options["host"], port=options["port"], rotate_every=options["rotate_every"],
-                                    auto_approve=options["auto_approve"])
+                                    auto_approve=options["auto_approve"],
+                                    notification_secrets=endpoint_secrets_in_thread)
         except OSError as exc:
             raise CommandError(f"Cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}") from None
         sender = None
@@ -41,6 +45,8 @@ class Command(BaseCommand):
         if sender is not None:
             sender.start()
         self.stdout.write(f"Demo upstream listening at {upstream.base_url}/ (health: {upstream.base_url}/health)")
+        self.stdout.write(f"Receiving the hub's notifications at {upstream.base_url}{RECEIVER_PATH} "
+                          f"(GET it: the last ones received)")
         if sender is not None:
             self.stdout.write(f"Sending webhook deliveries to {options['hub_url']} every {options['send_every']:g}s")
         self.stdout.flush()
