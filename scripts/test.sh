@@ -82,6 +82,8 @@ export DJANGO_SETTINGS_MODULE=integrations_site.settings.test
 run_pass() {
     local name="$1" var_dir rc started
     var_dir="$(mktemp -d "${TMPDIR:-/tmp}/ih-test-${name}.XXXXXX")"
+    # Kept after the pass (var/ is not tracked): the admin's browser screenshots, printed at its end.
+    export IH_SCREENSHOTS_DIR="${ROOT}/var/screenshots/${name}"
     started=${SECONDS}
     say "pass ${name}: starting"
     set +e

@@ -1,7 +1,8 @@
 """The staff cockpit in a real browser (``tests.browser``: the system Chromium, every request held to the
 live server): log in, the dashboard, the integrations list, an integration page (Test connection), a
 failed webhook event (Replay), the audit list. A screenshot of each page is saved under a folder the
-run prints at its end; no request leaves 127.0.0.1 during the whole session.
+run prints at its end (``IH_SCREENSHOTS_DIR``, which scripts/test.sh keeps after the pass, else
+``VAR_DIR/screenshots``); no request leaves 127.0.0.1 during the whole session.
 
 The ORM is used before the browser starts and after it closes (Playwright's sync API runs an event
 loop in this thread, where Django refuses synchronous database calls).
@@ -41,7 +42,8 @@ def upstream():
 @pytest.fixture
 def shots(request) -> Path:
     """The folder of this run's screenshots, printed in the run's summary."""
-    folder = Path(os.environ.get("VAR_DIR") or "var") / "screenshots" / "admin"
+    root = os.environ.get("IH_SCREENSHOTS_DIR") or Path(os.environ.get("VAR_DIR") or "var") / "screenshots"
+    folder = Path(root) / "admin"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
