@@ -20,6 +20,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import SYSTEM, Actor, audit_record
 from integrations_site import bulk
+from notifications.services import notify_many
 from tenants.selectors import effective_policies
 
 from ..choices import CheckError, CheckKind, CheckState, DisabledReason
@@ -37,7 +38,6 @@ from .health import (
     streak_action,
 )
 from .integrations import integration_disable
-from .notifications import notify_tenants
 from .probes import ProbeResult, probe
 
 logger = logging.getLogger("connections.checks")
@@ -259,7 +259,7 @@ def _checks_write(*, results: dict, kind: str, actor: Actor, checks: dict | None
     for row in rows:
         row.save()
     bulk.insert(events)
-    notify_tenants(notes)
+    notify_many(notes)
     # After the batch's own writes, which would otherwise put back the status the disable sets. Rare (once per
     # failing streak), so one disable (a few statements) per integration is fine.
     for integration in to_disable:

@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 from integrations_site.api.errors import ConflictError, NotFoundError, PermissionDeniedError
+from notifications.services import notify_many
 from tenants.choices import plan_rank
 from tenants.selectors import effective_policy
 
 from ..choices import CredentialStatus, DisabledReason, IntegrationStatus
 from ..models import CONFIG_FIELDS, ConfigVersion, Credential, Integration
 from ..selectors import credential_of
-from .notifications import notify_tenants
 from .queueing import connection_retest_queue
 
 # Changing one of these queues a connection test.
@@ -205,7 +205,7 @@ def integration_disable(
     action = "integration.auto_disabled" if automatic else "integration.disabled"
     audit_record(actor=actor, action=action, target=integration, changes=changes)
     if automatic:
-        notify_tenants([(integration.tenant_id, action, {
+        notify_many([(integration.tenant_id, action, {
             "integration_id": str(integration.pk), "integration_name": integration.name,
             "reason": reason, **(streak or {}),
         })])

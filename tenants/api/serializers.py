@@ -120,30 +120,26 @@ def _policy_value(name: str, *, writable: bool) -> serializers.IntegerField:
     return serializers.IntegerField(help_text=POLICY_HELP[name])  # a platform setting need not keep the bounds
 
 
-class TenantPolicyUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
+class _PolicyFieldsMixin:
+    """The eight policy fields, one per POLICY_FIELDS name, read-only or writable (``policy_writable``)."""
+
+    policy_writable = False
+
+    def get_fields(self):
+        fields = {name: _policy_value(name, writable=self.policy_writable) for name in POLICY_FIELDS}
+        fields.update(super().get_fields())
+        return fields
+
+
+class TenantPolicyUpdateSerializer(StrictFieldsMixin, _PolicyFieldsMixin, serializers.Serializer):
     """A change to the tenant's policy: any of its fields, each within its bounds or null (inherited)."""
 
-    health_failure_threshold = _policy_value("health_failure_threshold", writable=True)
-    health_latency_budget_ms = _policy_value("health_latency_budget_ms", writable=True)
-    failure_warning_after = _policy_value("failure_warning_after", writable=True)
-    auto_disable_after = _policy_value("auto_disable_after", writable=True)
-    auto_disable_min_hours = _policy_value("auto_disable_min_hours", writable=True)
-    default_check_interval_seconds = _policy_value("default_check_interval_seconds", writable=True)
-    default_timeout_seconds = _policy_value("default_timeout_seconds", writable=True)
-    default_retry_count = _policy_value("default_retry_count", writable=True)
+    policy_writable = True
 
 
-class TenantPolicySerializer(serializers.Serializer):
+class TenantPolicySerializer(_PolicyFieldsMixin, serializers.Serializer):
     """The tenant's effective policy (``tenants.selectors.Policy``): every value, and which are inherited."""
 
-    health_failure_threshold = _policy_value("health_failure_threshold", writable=False)
-    health_latency_budget_ms = _policy_value("health_latency_budget_ms", writable=False)
-    failure_warning_after = _policy_value("failure_warning_after", writable=False)
-    auto_disable_after = _policy_value("auto_disable_after", writable=False)
-    auto_disable_min_hours = _policy_value("auto_disable_min_hours", writable=False)
-    default_check_interval_seconds = _policy_value("default_check_interval_seconds", writable=False)
-    default_timeout_seconds = _policy_value("default_timeout_seconds", writable=False)
-    default_retry_count = _policy_value("default_retry_count", writable=False)
     inherited = serializers.ListField(
         child=serializers.ChoiceField(choices=POLICY_FIELDS),
         help_text="The fields this tenant has not set: their values are the platform settings.",
