@@ -14,6 +14,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+# How long a rotated signing secret (inbound webhook endpoints, notification endpoints) still verifies or
+# is still signed with, by default and at most: one rule for every secret the hub rotates.
+DEFAULT_GRACE_SECONDS = 24 * 3600
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+
 
 class DecryptionError(Exception):
     """A stored value could not be decrypted with any configured key."""

@@ -1,5 +1,7 @@
 from django.db import models
 
+from integrations_site.crypto import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS  # noqa: F401 (re-exported)
+
 
 class NotificationType(models.TextChoices):
     """What a tenant can be told (DESIGN.md, "Notifications"); ``ping`` is only sent by ``…/test``."""
@@ -45,10 +47,6 @@ class DeliveryError(models.TextChoices):
     ENDPOINT_DISABLED = "ENDPOINT_DISABLED", "Endpoint disabled or deleted"
 
 
-# The same defaults as inbound webhook secrets (webhooks.choices), stated again here because webhooks
-# depends on this app (it produces webhook_event.failed), not the other way.
-DEFAULT_GRACE_SECONDS = 24 * 3600
-MAX_GRACE_SECONDS = 7 * 24 * 3600
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes
 MAX_PAYLOAD_BYTES = 64 * 1024
