@@ -95,10 +95,18 @@ class MetricsMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        route = route_label(getattr(request, "resolver_match", None))
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        counter, latency = _children(request.method, route_label(getattr(request, "resolver_match", None)),
+                                     response.status_code)
+        counter.inc()
+        latency.observe(time.perf_counter() - started)
         return response
+
+
+@lru_cache(maxsize=4096)
+def _children(method: str, route: str, status: int):
+    """The request counter and latency histogram of one method, route and status, looked up once per process
+    (``labels()`` takes a lock and builds the label tuple on every call)."""
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)
 
 
 def _tenant_labels() -> bool:

@@ -17,6 +17,7 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from audit.services import Actor
+from integrations_site.api import throttles
 
 from .choices import SUPER_ADMIN, SUPER_ADMIN_GROUP
 from .models import ApiKey, Membership, Tenant
@@ -151,13 +152,20 @@ def _cache_key(key_hash: str) -> str:
     return f"auth:api-key:{key_hash}"
 
 
-def api_key_lookup(prefix: str, key_hash: str) -> ApiKey | None:
-    """The key with ``prefix`` whose hash is ``key_hash``, with its tenant loaded; None when there is none."""
+def api_key_lookup(prefix: str, key_hash: str, request=None) -> ApiKey | None:
+    """The key with ``prefix`` whose hash is ``key_hash``, with its tenant loaded; None when there is none.
+
+    With ``request``, the request is counted in its view's rate-limit family in the same round trip as the
+    cached key is read (``throttles.get_and_hit``): one round trip to Redis for both."""
     if settings.API_KEY_CACHE_SECONDS > 0:
+        family = throttles.view_family(getattr(request, "parser_context", {}).get("view")) if request else None
+        caller = throttles.api_key_caller(key_hash)
         try:
-            kept = cache.get(_cache_key(key_hash))
+            kept, counted = throttles.get_and_hit(_cache_key(key_hash), family, caller)
         except Exception:  # noqa: BLE001 (the cache being down costs a query, not the request)
-            kept = None
+            kept, counted = None, None
+        if counted is not None:
+            throttles.precount(request, family, caller, counted)
         if kept is not None and kept.prefix == prefix and hmac.compare_digest(kept.key_hash, key_hash):
             return kept
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
@@ -218,7 +226,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix = split_api_key(raw)
         if prefix is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        api_key = api_key_lookup(prefix, hash_api_key(raw))
+        api_key = api_key_lookup(prefix, hash_api_key(raw), request)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:

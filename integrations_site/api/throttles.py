@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django_redis.cache import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 logger = logging.getLogger("integrations_site.throttles")
@@ -39,11 +40,16 @@ class RateState:
         }
 
 
+def api_key_caller(key_hash: str) -> str:
+    """An API key is counted by its hash: what a request gives before the key's row is found."""
+    return f"key:{key_hash}"
+
+
 def caller_key(request) -> str:
     ctx = getattr(request, "auth", None)
     api_key = getattr(ctx, "api_key", None)
     if api_key is not None:
-        return f"key:{api_key.pk}"
+        return api_key_caller(api_key.key_hash)
     tenant = getattr(ctx, "tenant", None)
     if tenant is not None:
         return f"tenant:{tenant.pk}"
@@ -53,13 +59,17 @@ def caller_key(request) -> str:
     return f"ip:{request.META.get('REMOTE_ADDR', '-')}"
 
 
-def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateState]:
-    """Count one request of ``key`` in ``family``; returns (allowed, state)."""
+def _window(family: str, key: str, now: float | None) -> tuple[int, int, int, str]:
+    """(limit, period, reset, cache key) of ``key``'s current window in ``family``."""
     limit, period = parse_rate(settings.API_RATE_LIMITS[family])
     now = time.time() if now is None else now
     window = int(now // period)
-    reset = (window + 1) * period
-    cache_key = f"ratelimit:{family}:{key}:{window}"
+    return limit, period, (window + 1) * period, f"ratelimit:{family}:{key}:{window}"
+
+
+def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateState]:
+    """Count one request of ``key`` in ``family``; returns (allowed, state)."""
+    limit, period, reset, cache_key = _window(family, key, now)
     try:
         count = _count_one(cache_key, period + 5)
     except Exception:  # the cache being down must not take the API down with it
@@ -68,15 +78,59 @@ def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateStat
     return count <= limit, RateState(limit, limit - count, reset)
 
 
+def _redis():
+    """The raw Redis client behind the shared cache, or None when the cache is not Redis."""
+    backend = caches["default"]
+    return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
+
+
 def _count_one(cache_key: str, timeout: int) -> int:
-    """The window's count after this request: one ``incr`` once the window has a count (one round trip,
-    every request but the window's first), ``add`` to start it."""
+    """The window's count after this request. On Redis one round trip: ``INCR`` and ``EXPIRE … NX`` (the
+    window's first request sets its end) pipelined; elsewhere ``incr``, or ``add`` to start the count."""
+    client = _redis()
+    if client is not None:
+        name = cache.make_key(cache_key)
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, timeout, nx=True)
+        return pipe.execute()[0]
     try:
         return cache.incr(cache_key)
     except ValueError:  # no count yet in this window
         if cache.add(cache_key, 1, timeout=timeout):
             return 1
         return cache.incr(cache_key)  # another process started it first
+
+
+def get_and_hit(fetch_key: str, family: str | None, key: str) -> tuple[object, tuple[bool, RateState] | None]:
+    """The shared cache's value at ``fetch_key`` and, on Redis in the same round trip, one request of ``key``
+    counted in ``family`` (None when nothing was counted: not Redis, or no such family). An API key's lookup
+    and its rate count are one round trip this way; the throttle then uses the count (``precounted``)."""
+    client = _redis() if family in settings.API_RATE_LIMITS else None
+    if client is None:
+        return cache.get(fetch_key), None
+    limit, period, reset, cache_key = _window(family, key, None)
+    name = cache.make_key(cache_key)
+    pipe = client.pipeline(transaction=False)
+    pipe.get(cache.make_key(fetch_key))
+    pipe.incr(name)
+    pipe.expire(name, period + 5, nx=True)
+    value, count, _ = pipe.execute()
+    kept = None if value is None else caches["default"].client.decode(value)
+    return kept, (count <= limit, RateState(limit, limit - count, reset))
+
+
+def view_family(view) -> str | None:
+    """The rate-limit family ``view`` counts its requests in, None when it counts none."""
+    if view is None or FamilyRateThrottle not in getattr(view, "throttle_classes", ()):
+        return None
+    family = view.get_throttle_family() if hasattr(view, "get_throttle_family") else None
+    return family if family in settings.API_RATE_LIMITS else None
+
+
+def precount(request, family: str, key: str, counted: tuple[bool, RateState]) -> None:
+    """Hand a count made ahead (``get_and_hit``) to the throttle of this request, so it is not made twice."""
+    request.rate_precounted = (family, key, counted)
 
 
 class FamilyRateThrottle(BaseThrottle):
@@ -86,7 +140,12 @@ class FamilyRateThrottle(BaseThrottle):
         family = view.get_throttle_family() if hasattr(view, "get_throttle_family") else None
         if not family or family not in settings.API_RATE_LIMITS:
             return True
-        allowed, state = hit(family, caller_key(request))
+        key = caller_key(request)
+        precounted = getattr(request, "rate_precounted", None)
+        if precounted is not None and precounted[:2] == (family, key):
+            allowed, state = precounted[2]
+        else:
+            allowed, state = hit(family, key)
         request.rate_limit = state
         self._wait = max(1, state.reset - int(time.time()))
         return allowed

@@ -241,6 +241,33 @@ def test_each_api_key_has_its_own_count_apart_from_the_tenant(client_for, limits
     assert_headers(user, limit=2, remaining=1)
 
 
+def test_an_api_key_request_reads_its_key_and_counts_itself_in_one_round_trip(limits, tenant, integration,
+                                                                               monkeypatch):
+    """On Redis the cached key and the rate count are one pipelined round trip; every cache counts once."""
+    from django.core.cache import caches
+    from django_redis.cache import RedisCache
+    from redis.connection import AbstractConnection
+    from rest_framework.test import APIClient
+
+    limits(integrations="3/min")
+    _, raw = api_key_create(actor=SYSTEM, tenant=tenant, name="one", role=Role.MEMBER.value)
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=raw)
+    assert api.get(f"/api/v1/integrations/{integration.pk}/").status_code == 200  # the key is now cached
+    sent = []
+    send = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, check_health=True: sent.append(command) or send(self, command,
+                                                                                          check_health))
+    second = api.get(f"/api/v1/integrations/{integration.pk}/")
+    assert second.status_code == 200
+    assert_headers(second, limit=3, remaining=1)  # counted once, not by the lookup and the throttle both
+    if isinstance(caches["default"], RedisCache):
+        assert len(sent) == 1
+    assert_headers(api.get(f"/api/v1/integrations/{integration.pk}/"), limit=3, remaining=0)
+    assert_throttled(api.get(f"/api/v1/integrations/{integration.pk}/"), limit=3)
+
+
 def test_a_refused_request_still_counts_so_hammering_does_not_reopen_the_window(client_for, limits, integration):
     limits(integrations="1/min")
     api = client_for(Role.MEMBER.value)
