@@ -6,6 +6,8 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from integrations_site.writegate import write_gate
 
 HOLD = """
@@ -87,3 +89,86 @@ def test_a_forked_child_holds_a_gate_of_its_own(tmp_path):
                 os._exit(0)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- gated_commit: the commit's fsync after the gate ---------------------------------------------------------
+
+
+@pytest.fixture
+def unblocked(django_db_blocker):
+    """Database access for a connection of the test's own (not the test database)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+def _file_database(path):
+    """A Django connection of its own to an SQLite file, as the settings make one (WAL, FULL)."""
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    connection = DatabaseWrapper({
+        "ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "USER": "", "PASSWORD": "", "HOST": "",
+        "PORT": "", "ATOMIC_REQUESTS": False, "AUTOCOMMIT": True, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False,
+        "TIME_ZONE": None, "TEST": {},
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+    }, alias="gated-commit-test")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    return connection
+
+
+def _record(monkeypatch, events):
+    import fcntl
+    import os
+
+    flock, fdatasync = fcntl.flock, os.fdatasync
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (events.append(("flock", op)), flock(fd, op))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                     fdatasync(fd))[1])
+
+
+def test_a_gated_commit_is_committed_in_the_gate_and_flushed_to_the_disk_after_it(tmp_path, monkeypatch, unblocked):
+    import fcntl
+    import sqlite3
+
+    from integrations_site.writegate import gated_commit
+
+    connection = _file_database(tmp_path / "db.sqlite3")
+    try:
+        events = []
+        _record(monkeypatch, events)
+        with gated_commit(connection):
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO t (v) VALUES ('one') RETURNING id")
+                assert cursor.fetchall() == [(1,)]
+            assert connection.connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL in the gate
+            events.append(("block ends",))
+        # Committed (another connection sees it), the connection's own FULL back, the log flushed after the gate.
+        assert sqlite3.connect(tmp_path / "db.sqlite3").execute("SELECT v FROM t").fetchall() == [("one",)]
+        assert connection.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert events == [("flock", fcntl.LOCK_EX), ("block ends",), ("flock", fcntl.LOCK_UN),
+                          ("fsync", str(tmp_path / "db.sqlite3-wal"))]
+    finally:
+        connection.close()
+
+
+def test_a_gated_commit_in_a_transaction_leaves_the_commit_and_its_flush_to_the_transaction(tmp_path, monkeypatch,
+                                                                                         unblocked):
+    from django.db import connections, transaction
+
+    from integrations_site.writegate import gated_commit
+
+    connection = _file_database(tmp_path / "db.sqlite3")
+    try:
+        events = []
+        _record(monkeypatch, events)
+        connections[connection.alias] = connection  # so that transaction.atomic can name it
+        with transaction.atomic(using=connection.alias):
+            with gated_commit(connection):
+                with connection.cursor() as cursor:
+                    cursor.execute("INSERT INTO t (v) VALUES ('one')")
+                assert connection.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert [e[0] for e in events] == ["flock", "flock"]  # the gate, and no fsync of ours
+        assert connection.connection.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    finally:
+        connection.close()
+        del connections[connection.alias]

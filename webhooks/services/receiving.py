@@ -26,7 +26,7 @@ from connections.services import usage
 from integrations_site import bounds
 from integrations_site.api.errors import envelope
 from integrations_site.prepared import statement_rows
-from integrations_site.writegate import write_gate
+from integrations_site.writegate import gated_commit
 
 from .. import signatures
 from ..choices import PATH_CHARS, EventStatus
@@ -128,7 +128,7 @@ def _accept_preparers() -> tuple:
 
 def _accept_insert(params: list) -> tuple | None:
     """Run the insert (its own health check of a kept connection: statement_rows); the new id, or None."""
-    with write_gate(connection):
+    with gated_commit(connection):
         rows = statement_rows(connection, _accept_sql(), params)
     return rows[0] if rows else None
 
