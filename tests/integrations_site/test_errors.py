@@ -61,6 +61,23 @@ def test_unknown_field_is_400_naming_the_field(client_for, provider, path, body)
     assert "colour" in error["details"]
 
 
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/api/v1/api-keys/", {"name": 7, "role": "member"}, "name"),
+        ("/api/v1/api-keys/", {"name": 1.5, "role": "member"}, "name"),
+        ("/api/v1/integrations/", {"provider": "generic-rest", "name": 12345}, "name"),
+    ],
+)
+def test_a_number_for_a_text_field_is_400_not_stored_as_text(client_for, provider, path, body, field):
+    from tenants.models import ApiKey
+
+    before = ApiKey.objects.count()
+    error = assert_envelope(client_for("tenant_admin").post(path, body, format="json"), 400, "VALIDATION_ERROR")
+    assert error["details"] == {field: ["Not a valid string."]}
+    assert ApiKey.objects.count() == before
+
+
 def test_unknown_field_on_patch_is_400_naming_the_field(client_for):
     response = client_for("tenant_admin").patch("/api/v1/tenant/", {"name": "New", "colour": "red"}, format="json")
     error = assert_envelope(response, 400, "VALIDATION_ERROR")
