@@ -162,6 +162,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "integrations_site.api.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "integrations_site.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["integrations_site.api.throttles.FamilyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "integrations_site.api.schema.AutoSchema",
