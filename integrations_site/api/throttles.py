@@ -106,17 +106,17 @@ def get_and_hit(fetch_key: str, family: str | None, key: str) -> tuple[object, t
     """The shared cache's value at ``fetch_key`` and, on Redis in the same round trip, one request of ``key``
     counted in ``family`` (None when nothing was counted: not Redis, or no such family). An API key's lookup
     and its rate count are one round trip this way; the throttle then uses the count (``precounted``)."""
-    client = _redis() if family in settings.API_RATE_LIMITS else None
-    if client is None:
-        return cache.get(fetch_key), None
+    backend = caches["default"]  # looked up once (each use of ``cache`` looks it up again)
+    if family not in settings.API_RATE_LIMITS or not isinstance(backend, RedisCache):
+        return backend.get(fetch_key), None
     limit, period, reset, cache_key = _window(family, key, None)
-    name = cache.make_key(cache_key)
-    pipe = client.pipeline(transaction=False)
-    pipe.get(cache.make_key(fetch_key))
+    name = backend.make_key(cache_key)
+    pipe = backend.client.get_client(write=True).pipeline(transaction=False)
+    pipe.get(backend.make_key(fetch_key))
     pipe.incr(name)
     pipe.expire(name, period + 5, nx=True)
     value, count, _ = pipe.execute()
-    kept = None if value is None else caches["default"].client.decode(value)
+    kept = None if value is None else backend.client.decode(value)
     return kept, (count <= limit, RateState(limit, limit - count, reset))
 
 

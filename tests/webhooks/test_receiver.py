@@ -511,3 +511,16 @@ def test_a_stripe_body_nested_too_deep_to_read_an_id_is_keyed_by_its_hash(client
     open_endpoint, _ = make_endpoint("stripe", verify_signature=False)
     assert post(client, open_endpoint, body, {}).status_code == 202
     assert post(client, open_endpoint, body, {}).status_code == 200  # the same body: a duplicate
+
+
+def test_the_receiver_reads_the_headers_request_headers_would_give():
+    from django.test import RequestFactory
+
+    from webhooks.views import _lower_case_headers
+
+    request = RequestFactory().post("/hooks/x", b"{}", content_type="application/json; charset=utf-8",
+                                    headers={"X-Hub-Signature-256": "sha256=ab", "X-GitHub-Delivery": "d-1",
+                                             "User-Agent": "GitHub-Hookshot/1", "Webhook-Id": "msg_1"})
+    assert _lower_case_headers(request.META) == {k.lower(): v for k, v in request.headers.items()}
+    assert _lower_case_headers(request.META)["x-hub-signature-256"] == "sha256=ab"
+    assert _lower_case_headers(request.META)["content-type"] == "application/json; charset=utf-8"

@@ -19,7 +19,7 @@ from functools import cache as memoize
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
 from django.utils import timezone
 
 from connections.services import usage
@@ -126,10 +126,10 @@ def _accept_preparers() -> tuple:
     )
 
 
-def _accept_insert(params: list) -> tuple | None:
-    """Run the insert (its own health check of a kept connection: statement_rows); the new id, or None."""
-    with gated_commit(connection):
-        rows = statement_rows(connection, _accept_sql(), params)
+def _accept_insert(db, params: list) -> tuple | None:
+    """Run the insert on ``db`` (its own health check of a kept connection: statement_rows); the new id, or None."""
+    with gated_commit(db):
+        rows = statement_rows(db, _accept_sql(), params)
     return rows[0] if rows else None
 
 
@@ -143,15 +143,17 @@ def event_store(*, endpoint: WebhookEndpoint, body: bytes, headers: dict, conten
     is no error and does not break a caller's transaction.
     """
     event_id = uuid.uuid4()
+    # This thread's connection itself: each attribute read through ``django.db.connection`` looks it up again.
+    db = connections[DEFAULT_DB_ALIAS]
     # In the order of _ACCEPT_FIELDS; the JSON columns as JSON text (cast by the column's type).
     params = [event_id, endpoint.pk, endpoint.tenant_id, dedupe_key, body, content_type.replace("\x00", "")[:200],
               json.dumps(filtered_headers(headers)), source_ip, timezone.now(), EventStatus.PENDING.value, 0, "",
               None, None, "{}"]
     for k, column in enumerate(_accept_preparers()):
         if column is not None and params[k] is not None:
-            params[k] = column.get_db_prep_save(params[k], connection)
+            params[k] = column.get_db_prep_save(params[k], db)
     for _ in range(2):
-        if _accept_insert(params) is not None:
+        if _accept_insert(db, params) is not None:
             return event_id, True
         original = WebhookEvent.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).values_list("pk", flat=True)
         if original := original.first():
