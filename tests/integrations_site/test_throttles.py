@@ -444,32 +444,3 @@ def test_two_gunicorn_servers_on_one_store_share_the_limit_and_the_request_metri
                 proc.wait(timeout=5)
         if not embedded:
             redis.Redis.from_url(redis_url).flushdb()
-
-
-# --- one round trip to Redis --------------------------------------------------------------------------------
-
-
-@pytest.mark.database_server  # Redis: the embedded pass has no cache server
-def test_a_round_trip_that_fails_leaves_no_reply_behind_and_a_dropped_connection_is_replaced():
-    import redis
-
-    from integrations_site.api.throttles import round_trip
-
-    client = redis.Redis.from_url(_shared_redis_url())
-    other = redis.Redis.from_url(_shared_redis_url())
-    try:
-        client.delete("rt:text", "rt:count")
-        client.set("rt:text", "not a number")
-        with pytest.raises(redis.ResponseError):  # the second of three replies is an error
-            round_trip(client, [("GET", "rt:text"), ("INCR", "rt:text"), ("INCR", "rt:count")])
-        assert round_trip(client, [("GET", "rt:text"), ("INCR", "rt:count")]) == [b"not a number", 2]
-
-        # The server drops the pooled connection: the next round trip finds it closed and takes a new one.
-        pooled = client.client_id()
-        other.client_kill_filter(_id=pooled)
-        assert round_trip(client, [("INCR", "rt:count"), ("EXPIRE", "rt:count", 60, "NX")]) == [3, 1]
-        assert client.client_id() != pooled
-    finally:
-        client.delete("rt:text", "rt:count")
-        client.close()
-        other.close()
