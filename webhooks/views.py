@@ -35,14 +35,14 @@ def _read_body(request, limit: int) -> bytes:
 
 
 def _lower_case_headers(meta: dict) -> dict:
-    """``{name.lower(): value for name, value in request.headers.items()}``, read from META in one pass
-    (``request.headers`` would first build title-cased names for every header)."""
+    """``{name.lower(): value for name, value in request.headers.items()}`` in one pass over META, by Django's
+    own rule for which keys are headers (``HttpHeaders.parse_header_name``), without building the
+    case-insensitive mapping ``request.headers`` is first."""
     headers = {}
     for key, value in meta.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
-        elif key in HttpHeaders.UNPREFIXED_HEADERS:
-            headers[key.replace("_", "-").lower()] = value
+        name = HttpHeaders.parse_header_name(key)
+        if name is not None:
+            headers[name.lower()] = value
     return headers
 
 
