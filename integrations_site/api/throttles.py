@@ -78,9 +78,10 @@ def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateStat
     return count <= limit, RateState(limit, limit - count, reset)
 
 
-def _redis():
-    """The raw Redis client behind the shared cache, or None when the cache is not Redis."""
-    backend = caches["default"]
+def _redis(backend=None):
+    """The raw Redis client behind the shared cache (``backend``, when the caller has it), or None when the
+    cache is not Redis."""
+    backend = caches["default"] if backend is None else backend
     return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
 
 
@@ -107,11 +108,12 @@ def get_and_hit(fetch_key: str, family: str | None, key: str) -> tuple[object, t
     counted in ``family`` (None when nothing was counted: not Redis, or no such family). An API key's lookup
     and its rate count are one round trip this way; the throttle then uses the count (``precounted``)."""
     backend = caches["default"]  # looked up once (each use of ``cache`` looks it up again)
-    if family not in settings.API_RATE_LIMITS or not isinstance(backend, RedisCache):
+    client = _redis(backend) if family in settings.API_RATE_LIMITS else None
+    if client is None:
         return backend.get(fetch_key), None
     limit, period, reset, cache_key = _window(family, key, None)
     name = backend.make_key(cache_key)
-    pipe = backend.client.get_client(write=True).pipeline(transaction=False)
+    pipe = client.pipeline(transaction=False)
     pipe.get(backend.make_key(fetch_key))
     pipe.incr(name)
     pipe.expire(name, period + 5, nx=True)
