@@ -181,6 +181,15 @@ class Server:
             except OSError:  # ssl.SSLError too: a refused handshake
                 return
 
+    def wait_received(self, count: int, timeout: float = 5.0) -> list[Received]:
+        """The requests recorded once ``count`` have arrived (or ``timeout`` passed): the client may give up on
+        an attempt before this server's thread has read it off the socket."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # and any further attempt already sent
+        return list(self.received)
+
     def stop(self):
         self.stopped.set()
         for sock in [self.sock, *self._open]:

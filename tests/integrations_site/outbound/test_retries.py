@@ -106,7 +106,7 @@ def test_a_post_that_timed_out_is_not_sent_again(allow_local, serve):
     server = serve(delayed(1.0))
     with pytest.raises(outbound.OutboundTimeout):
         outbound.request("POST", server.url("/token"), body=b"refresh_token=old", timeout=0.3, retries=3)
-    assert len(server.received) == 1
+    assert len(server.wait_received(1)) == 1
 
 
 def test_a_post_is_retried_when_the_caller_opts_in(allow_local, httpserver):
@@ -136,7 +136,7 @@ def test_a_timed_out_attempt_leaves_no_budget_for_a_retry(allow_local, serve):
     with pytest.raises(outbound.OutboundTimeout):
         outbound.request("GET", server.url("/slow"), timeout=1, retries=3)
     assert time.monotonic() - started < 1.4
-    assert len(server.received) == 1
+    assert len(server.wait_received(1)) == 1
 
 
 def test_retries_and_their_waits_stay_within_the_deadline(allow_local, serve):
@@ -147,7 +147,7 @@ def test_retries_and_their_waits_stay_within_the_deadline(allow_local, serve):
     elapsed = time.monotonic() - started
     assert 0.95 <= elapsed < 1.4
     assert 950 <= caught.value.elapsed_ms < 1400
-    assert len(server.received) == 4
+    assert len(server.wait_received(4)) == 4
 
 
 def test_a_wait_longer_than_the_budget_left_returns_the_answer_at_hand(allow_local, serve):
@@ -169,7 +169,7 @@ def test_redirect_hops_share_the_deadline(allow_local, serve):
     with pytest.raises(outbound.OutboundTimeout):
         outbound.request("GET", server.url("/0"), timeout=1)
     assert time.monotonic() - started < 1.4
-    assert len(server.received) == 4
+    assert len(server.wait_received(4)) == 4
 
 
 def test_a_body_that_trickles_past_the_deadline_times_out(allow_local, serve):
