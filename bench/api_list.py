@@ -227,18 +227,21 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
             print(f"  {name}: answers other than 200: {s.detail}")
     print()
 
-    def ratio(a: str, b: str, text: str) -> None:
-        value = results[a].rps / results[b].rps
-        print(f"{a + ' / ' + b:<28} {value:5.2f}  {text.format(value=value)}")
-
-    ratio("ours list", "naive list", "our page of 50 against the textbook page of 50")
-    ratio("ours detail", "naive detail", "our detail against the textbook detail")
-    ratio("ours detail", "ours plain", "our detail against our plain view")
-    ratio("ours plain", "naive plain", "middleware and settings cost 1 - {value:.2f} of the plain view's req/s")
+    verdicts: list = []
+    for a, b, text, goal in (
+            ("ours list", "naive list", "our page of 50 against the textbook page of 50", wrk.Goal(at_least=2)),
+            ("ours detail", "naive detail", "our detail against the textbook detail", None),
+            ("ours detail", "ours plain", "our detail against our plain view", wrk.Goal(at_least=0.5)),
+            ("ours plain", "naive plain", "middleware and settings cost 1 - {value:.2f} of the plain view's req/s",
+             wrk.Goal(at_least=0.85))):
+        print(wrk.ratio_line(runs, a, b, text, goal, verdicts))
     print()
     print("ours, per list page (in-process):  " + "   ".join(
         f"{n} rows: {in_process[('ours', f'limit={n}')]['queries']:.1f} queries, "
         f"{in_process[('ours', f'limit={n}')]['cpu_ms']:.2f} CPU ms" for n in PAGE_SIZES))
+    queries = {in_process[("ours", f"limit={n}")]["queries"] for n in PAGE_SIZES}
+    verdicts.append(("queries per page constant from 5 to 50 rows", len(queries) == 1))
+    print(wrk.verdicts_line(verdicts))
     print(wrk.LEGEND)
     print("queries, CPU ms, wall ms: in-process, per request, after a warm-up pass (harness/inprocess.py); "
           "CPU is the Django process's alone, wall adds the database and Redis round trips")

@@ -232,11 +232,14 @@ def report(args, runs, warm, stored, queued, machine) -> int:
             print(f"  {name}: answers other than expected: {s.detail}")
     print(wrk.LEGEND)
     print()
-    for a, b, text in (("ours webhook", "naive webhook", "our receiver against the textbook view"),
-                       ("ours webhook", "ours plain", "our receiver against our plain view"),
-                       ("naive webhook", "naive plain", "the textbook view against its plain view"),
-                       ("ours plain", "naive plain", "our middleware and settings on the plain view")):
-        print(f"{a + ' / ' + b:<30} {results[a].rps / results[b].rps:5.2f}  {text}")
+    verdicts: list = []
+    for a, b, text, goal in (
+            ("ours webhook", "naive webhook", "our receiver against the textbook view", wrk.Goal(at_least=2)),
+            ("ours webhook", "ours plain", "our receiver against our plain view", wrk.Goal(at_least=0.4)),
+            ("naive webhook", "naive plain", "the textbook view against its plain view", None),
+            ("ours plain", "naive plain", "our middleware and settings on the plain view", wrk.Goal(at_least=0.85))):
+        print(wrk.ratio_line(runs, a, b, text, goal, verdicts))
+    print(wrk.figure_line("ours webhook p99", results["ours webhook"].p99, "ms", wrk.Goal(below=50), verdicts))
     print()
     failed = [name for name, s in results.items() if s.failed or s.socket_errors]
     for side in ("ours", "naive"):
@@ -250,6 +253,9 @@ def report(args, runs, warm, stored, queued, machine) -> int:
               f"(in {c['tasks']} tasks), lost {c['lost']}")
         if c["lost"] or c["accepted"] != c["ok_by_wrk"] or c["in_flight"] > args.connections * len(measured):
             failed.append(f"{name} accounting")
+        if side == "ours":
+            verdicts.append(("0 lost", c["lost"] == 0))
+    print(wrk.verdicts_line(verdicts))
     if failed:
         print(f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0

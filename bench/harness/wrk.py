@@ -229,3 +229,52 @@ LEGEND = ("req/s and latencies: medians of the rounds; requests, non-2xx (wrk's 
 def row(name: str, s: Summary) -> str:
     return (f"{name:<14} {s.rps:>8.1f} {s.p50:>7.1f} {s.p90:>7.1f} {s.p99:>7.1f} {s.requests:>8} "
             f"{s.non_2xx:>7} {s.unexpected:>5} {s.socket_errors:>7} {s.server_cpu_ms:>7.2f} {s.machine_cpu_ms:>7.2f}")
+
+
+# --- Ratios and the goals they are read against ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure's goal: at least ``at_least``, or below ``below``."""
+
+    at_least: float | None = None
+    below: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return (self.at_least is None or value >= self.at_least) and (self.below is None or value < self.below)
+
+    def __str__(self) -> str:
+        return f"goal >= {self.at_least:g}" if self.at_least is not None else f"goal < {self.below:g}"
+
+
+def ratio_line(runs: dict[str, list[Run]], a: str, b: str, text: str, goal: Goal | None = None,
+               verdicts: list | None = None) -> str:
+    """``a``'s median req/s over ``b``'s, the lowest and highest of the same ratio round by round (the two
+    targets of a round run one after the other), and, with a goal, whether the median meets it (appended
+    to ``verdicts`` as (name, held))."""
+    value = statistics.median(r.rps for r in runs[a]) / statistics.median(r.rps for r in runs[b])
+    per_round = [x.rps / y.rps for x, y in zip(runs[a], runs[b], strict=True)]
+    name = f"{a} / {b}"
+    line = f"{name:<30} {value:5.2f}  rounds {min(per_round):.2f}-{max(per_round):.2f}  {text.format(value=value)}"
+    return line + _verdict(name, value, goal, verdicts)
+
+
+def figure_line(name: str, value: float, unit: str, goal: Goal, verdicts: list) -> str:
+    """A figure other than a ratio (a p99, a count) against its goal."""
+    return f"{name:<30} {value:5.1f} {unit}" + _verdict(name, value, goal, verdicts)
+
+
+def _verdict(name: str, value: float, goal: Goal | None, verdicts: list | None) -> str:
+    if goal is None:
+        return ""
+    held = goal.holds(value)
+    if verdicts is not None:
+        verdicts.append((name, held))
+    return f"  [{goal}: {'holds' if held else 'NOT MET'}]"
+
+
+def verdicts_line(verdicts: list) -> str:
+    missed = [name for name, held in verdicts if not held]
+    return f"goals: {len(verdicts) - len(missed)} of {len(verdicts)} met in this run" + (
+        f"; not met: {', '.join(missed)}" if missed else "")
