@@ -241,10 +241,10 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
         f"{in_process[('ours', f'limit={n}')]['cpu_ms']:.2f} CPU ms" for n in PAGE_SIZES))
     queries = {in_process[("ours", f"limit={n}")]["queries"] for n in PAGE_SIZES}
     verdicts.append(("queries per page constant from 5 to 50 rows", len(queries) == 1))
-    print(wrk.verdicts_line(verdicts))
     print(wrk.LEGEND)
     print("queries, CPU ms, wall ms: in-process, per request, after a warm-up pass (harness/inprocess.py); "
           "CPU is the Django process's alone, wall adds the database and Redis round trips")
+    print(wrk.verdicts_line(verdicts))
     failed = [name for name, s in results.items() if s.failed or s.socket_errors]
     if failed:
         print(f"FAILED: {', '.join(failed)} (non-2xx, other answers or socket errors)")
