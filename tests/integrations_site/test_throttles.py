@@ -243,7 +243,7 @@ def test_each_api_key_has_its_own_count_apart_from_the_tenant(client_for, limits
 
 def test_an_api_key_request_reads_its_key_and_counts_itself_in_one_round_trip(limits, tenant, integration,
                                                                                monkeypatch):
-    """On Redis the cached key and the rate count are one pipelined round trip; every cache counts once."""
+    """On Redis the cached key and the rate count are one round trip (one script); every cache counts once."""
     from django.core.cache import caches
     from django_redis.cache import RedisCache
     from redis.connection import AbstractConnection
