@@ -152,13 +152,12 @@ def _cache_key(key_hash: str) -> str:
     return f"auth:api-key:{key_hash}"
 
 
-def api_key_lookup(prefix: str, key_hash: str, request=None) -> ApiKey | None:
+def api_key_lookup(prefix: str, key_hash: str, request=None, family: str | None = None) -> ApiKey | None:
     """The key with ``prefix`` whose hash is ``key_hash``, with its tenant loaded; None when there is none.
 
-    With ``request``, the request is counted in its view's rate-limit family in the same round trip as the
-    cached key is read (``throttles.get_and_hit``): one round trip to Redis for both."""
+    With ``request`` and ``family``, the request is counted in that rate-limit family in the same round
+    trip as the cached key is read (``throttles.get_and_hit``): one round trip to Redis for both."""
     if settings.API_KEY_CACHE_SECONDS > 0:
-        family = throttles.view_family(getattr(request, "parser_context", {}).get("view")) if request else None
         caller = throttles.api_key_caller(key_hash)
         try:
             kept, counted = throttles.get_and_hit(_cache_key(key_hash), family, caller)
@@ -216,17 +215,40 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
     def authenticate(self, request):
+        raw = self.raw_key(request)
+        if raw is None:
+            return None
+        view = getattr(request, "parser_context", {}).get("view")
+        return self.authenticate_key(raw, request, throttles.view_family(view))
+
+    def raw_key(self, request) -> str | None:
+        """The key the request carries, None when it carries none (another authenticator's turn)."""
         raw = request.META.get("HTTP_X_API_KEY", "").strip()
-        if not raw:
-            header = request.META.get("HTTP_AUTHORIZATION", "")
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != self.keyword.lower():
-                return None
-            raw = value.strip()
+        if raw:
+            return raw
+        scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        return value.strip() if scheme.lower() == self.keyword.lower() else None
+
+    def authenticate_key(self, raw: str, request, family: str | None):
+        """``(user, TenantContext)`` of the key ``raw``, counting the request in ``family`` on the way, or
+        ``AuthenticationFailed``. The outcome is kept on the request: asked again for the same key (the
+        direct read handing a request on to its view, ``api/direct.py``), it is given again, not redone."""
+        kept = getattr(request, "api_key_outcome", None)
+        if kept is None or kept[0] != raw:
+            try:
+                kept = (raw, self._authenticate_key(raw, request, family))
+            except exceptions.AuthenticationFailed as exc:
+                kept = (raw, exc)
+            request.api_key_outcome = kept
+        if isinstance(kept[1], exceptions.AuthenticationFailed):
+            raise kept[1]
+        return kept[1]
+
+    def _authenticate_key(self, raw: str, request, family: str | None):
         prefix = split_api_key(raw)
         if prefix is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        api_key = api_key_lookup(prefix, hash_api_key(raw), request)
+        api_key = api_key_lookup(prefix, hash_api_key(raw), request, family)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:

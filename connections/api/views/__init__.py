@@ -1,5 +1,5 @@
 """Views of the connections API, one module per concept; urls.py imports them from here."""
-from .integrations import IntegrationViewSet, poll_error_response
+from .integrations import IntegrationViewSet, poll_error_response, tenant_integration
 from .nested import (
     ConfigVersionViewSet,
     ConnectionCheckViewSet,
@@ -14,5 +14,5 @@ from .search import SearchView
 __all__ = [
     "ConfigVersionViewSet", "ConnectionCheckViewSet", "ExternalStatusViewSet", "IntegrationChildViewSet",
     "IntegrationViewSet", "MeIntegrationViewSet", "OAuthCallbackView", "ProviderTestViewSet", "SearchView",
-    "StatusChangeViewSet", "UserConnectionViewSet", "poll_error_response",
+    "StatusChangeViewSet", "UserConnectionViewSet", "poll_error_response", "tenant_integration",
 ]

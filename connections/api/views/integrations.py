@@ -67,6 +67,17 @@ ASYNC_PARAM = OpenApiParameter(
 )
 
 
+def tenant_integration(ctx, pk) -> dict | None:
+    """The answer of the caller's tenant's integration ``pk``, None when there is none: the detail's read,
+    for the view and for its direct read (``integrations_site/api/direct.py``)."""
+    rows = integration_rows_representation()
+    try:
+        found = selectors.TENANT_INTEGRATION.rows(tuple(rows.columns), limit=1, tenant=ctx.tenant.pk, pk=pk)
+    except (ValueError, DjangoValidationError):  # not a UUID
+        return None
+    return rows.one(found[0]) if found else None
+
+
 class IntegrationViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -137,18 +148,18 @@ class IntegrationViewSet(
         return self.get_paginated_response(rows.many(self.paginate_queryset(source)))
 
     def retrieve(self, request, *args, **kwargs):
-        rows = integration_rows_representation()
-        try:
-            if self.ctx.tenant is not None:
-                found = selectors.TENANT_INTEGRATION.rows(tuple(rows.columns), limit=1, tenant=self.ctx.tenant.pk,
-                                                          pk=kwargs["pk"])
-            else:
+        if self.ctx.tenant is not None:
+            data = tenant_integration(self.ctx, kwargs["pk"])
+        else:
+            rows = integration_rows_representation()
+            try:
                 found = list(selectors.integration_rows(self.get_queryset().filter(pk=kwargs["pk"]), rows.columns)[:1])
-        except (ValueError, DjangoValidationError):  # not a UUID
-            found = []
-        if not found:
+            except (ValueError, DjangoValidationError):  # not a UUID
+                found = []
+            data = rows.one(found[0]) if found else None
+        if data is None:
             raise self.not_found_error()
-        return Response(rows.one(found[0]))
+        return Response(data)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -1,0 +1,124 @@
+"""The API's commonest read, answered without DRF's request cycle: one object, read with an API key.
+
+A client polling ``GET /api/v1/integrations/{id}/`` with its API key spends most of the answer's time in
+DRF's request cycle (wrapping the request, negotiation, authenticators, permission and throttle classes,
+the response's rendering and its headers), not in the read: bench/README.md. For exactly that request the
+answer is made here, from the pieces the view itself uses: the API-key authenticator (its rate count in
+the same round trip), the role matrix, the view's read and the API's renderer, with the headers DRF gives
+the answer (``Allow``, ``Vary``, the rate limit's).
+
+That request is a GET with no query string, accepting JSON as nearly every client asks (no ``Accept``,
+``*/*``, ``application/json``), carrying an API key and no other credentials, the key accepted, the rate
+count allowing it, the key's role holding the permission and the object found. Anything else (another
+method, a query, a token or a session, a refusal of any kind, an object not found) goes on to the view,
+which answers it as before; what was done here (the key's check and its rate count) is handed to it
+(``api_key_outcome``, ``rate_precounted`` on the request), not done twice.
+tests/integrations_site/test_direct.py holds the two answers equal, headers and bytes.
+"""
+import functools
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.urls import URLPattern
+from rest_framework import exceptions
+from rest_framework.settings import api_settings
+
+from tenants.authentication import ApiKeyAuthentication, TenantJWTAuthentication
+
+from . import throttles
+from .negotiation import COMMON_ACCEPT, JSON
+from .permissions import RolePermission, role_allows
+from .renderers import JSONRenderer
+
+# The classes the answer made here stands for; a view configured otherwise is always left to DRF.
+EXPECTED = {
+    "authentication_classes": (TenantJWTAuthentication, ApiKeyAuthentication),  # the first two, in this order
+    "permission_classes": (RolePermission,),
+    "throttle_classes": (throttles.FamilyRateThrottle,),
+}
+
+
+def direct_reads(patterns: list, reads: dict) -> list:
+    """``patterns`` (a router's), the GET of each one named in ``reads`` answered by ``reads[name]`` first."""
+    return [
+        URLPattern(pattern.pattern, direct_read(pattern.callback, reads[pattern.name]), pattern.default_args,
+                   pattern.name)
+        if getattr(pattern, "name", None) in reads else pattern
+        for pattern in patterns
+    ]
+
+
+def direct_read(view, read):
+    """``view`` (a viewset's callback) with its GET answered by ``read(ctx, **kwargs)`` when it can be.
+
+    ``read`` gives the answer's data, or None for the view to answer (not found, say)."""
+    cls = view.cls
+    if not _standard(cls):
+        return view
+    action = view.actions["get"]
+    family = cls.throttle_families.get(action, cls.throttle_family)
+    if family not in settings.API_RATE_LIMITS:
+        return view
+    permission = cls.permission_map.get(action) or cls.permission_map.get("*")
+    headers = _view_headers(cls, view.actions)
+    authenticator = ApiKeyAuthentication()
+    renderer = JSONRenderer()
+
+    def answer(request, kwargs):
+        meta = request.META
+        if (request.method != "GET" or meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "*/*") not in COMMON_ACCEPT
+                or meta.get("HTTP_AUTHORIZATION", "Api-Key").partition(" ")[0].lower() != "api-key"):
+            return None
+        raw = authenticator.raw_key(request)
+        if raw is None:
+            return None
+        try:
+            user, ctx = authenticator.authenticate_key(raw, request, family)
+        except exceptions.AuthenticationFailed:
+            return None
+        caller = throttles.api_key_caller(ctx.api_key.key_hash)
+        counted = getattr(request, "rate_precounted", None)
+        if counted is None or counted[:2] != (family, caller):  # not counted with the key's lookup (not Redis)
+            counted = (family, caller, throttles.hit(family, caller))
+            throttles.precount(request, *counted)
+        allowed, state = counted[2]
+        if not allowed or ctx.tenant is None or not role_allows(ctx.role, permission):
+            return None
+        data = read(ctx, **kwargs)
+        if data is None:
+            return None
+        request.user, request.auth = user, ctx  # as DRF leaves them on the request
+        response = HttpResponse(renderer.render(data), content_type=JSON)
+        for name, value in headers:
+            response[name] = value
+        for name, value in state.headers().items():
+            response[name] = value
+        response.data = data
+        return response
+
+    @functools.wraps(view)
+    def callback(request, *args, **kwargs):
+        response = None if args else answer(request, kwargs)
+        return view(request, *args, **kwargs) if response is None else response
+
+    return callback
+
+
+def _standard(cls) -> bool:
+    return (
+        tuple(cls.authentication_classes[:2]) == EXPECTED["authentication_classes"]
+        and tuple(cls.permission_classes) == EXPECTED["permission_classes"]
+        and tuple(cls.throttle_classes) == EXPECTED["throttle_classes"]
+        and tuple(cls.renderer_classes[:1]) == (JSONRenderer,)
+        and cls.content_negotiation_class is api_settings.DEFAULT_CONTENT_NEGOTIATION_CLASS
+    )
+
+
+def _view_headers(cls, actions: dict) -> list[tuple[str, str]]:
+    """``Allow`` and ``Vary`` as DRF's ``finalize_response`` gives them to this view's answers."""
+    mapped = set(actions) | ({"head"} if "get" in actions else set())
+    allowed = [method.upper() for method in cls.http_method_names if method in mapped or hasattr(cls, method)]
+    headers = [("Allow", ", ".join(allowed))]
+    if len(cls.renderer_classes) > 1:
+        headers.append(("Vary", "Accept"))
+    return headers
