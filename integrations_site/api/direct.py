@@ -10,9 +10,9 @@ the answer (``Allow``, ``Vary``, the rate limit's).
 That request is a GET with no query string, accepting JSON as nearly every client asks (no ``Accept``,
 ``*/*``, ``application/json``), carrying an API key and no other credentials, the key accepted, the rate
 count allowing it, the key's role holding the permission and the object found. Anything else (another
-method, a query, a token or a session, a refusal of any kind, an object not found) goes on to the view,
-which answers it as before; what was done here (the key's check and its rate count) is handed to it
-(``api_key_outcome``, ``rate_precounted`` on the request), not done twice.
+method, a query, a token or a session, a refusal of any kind, an object not found, a failure) goes on
+to the view, which answers it as before; what was done here (the key's check and its rate count) is
+handed to it (``api_key_outcome``, ``rate_precounted`` on the request), not done twice.
 tests/integrations_site/test_direct.py holds the two answers equal, headers and bytes.
 """
 import functools
@@ -20,7 +20,6 @@ import functools
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import URLPattern
-from rest_framework import exceptions
 from rest_framework.settings import api_settings
 
 from tenants.authentication import ApiKeyAuthentication, TenantJWTAuthentication
@@ -74,7 +73,7 @@ def direct_read(view, read):
             return None
         try:
             user, ctx = authenticator.authenticate_key(raw, request, family)
-        except exceptions.AuthenticationFailed:
+        except Exception:  # noqa: BLE001 (a refusal, or a failure: the view answers either as it does)
             return None
         caller = throttles.api_key_caller(ctx.api_key.key_hash)
         counted = getattr(request, "rate_precounted", None)
@@ -84,7 +83,10 @@ def direct_read(view, read):
         allowed, state = counted[2]
         if not allowed or ctx.tenant is None or not role_allows(ctx.role, permission):
             return None
-        data = read(ctx, **kwargs)
+        try:
+            data = read(ctx, **kwargs)
+        except Exception:  # noqa: BLE001 (the view reads again, and answers a failure as it does)
+            return None
         if data is None:
             return None
         request.user, request.auth = user, ctx  # as DRF leaves them on the request

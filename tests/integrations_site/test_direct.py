@@ -215,6 +215,23 @@ def test_a_deleted_integration_is_the_views_404(tenant, integration, limit):
     assert isinstance(gone, Response) and gone.status_code == 404
 
 
+def test_a_failing_read_is_the_views_500(tenant, integration, limit, monkeypatch):
+    from connections import selectors
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("database gone")
+
+    client = key_client(tenant)
+    monkeypatch.setattr(selectors.TENANT_INTEGRATION, "rows", fail)
+    failed = client.get(url(integration))
+    assert isinstance(failed, Response)
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "INTERNAL_ERROR"
+    assert failed.json()["error"]["request_id"] == REQUEST_ID
+    assert b"database gone" not in failed.content
+    assert_headers(failed, limit=limit, remaining=limit - 1)  # counted once
+
+
 @pytest.mark.parametrize("extra", [
     {"QUERY_STRING": "format=json"},
     {"QUERY_STRING": "x=1"},
