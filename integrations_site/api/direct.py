@@ -55,18 +55,19 @@ def direct_read(view, read):
     if not _standard(cls):
         return view
     action = view.actions["get"]
-    family = cls.throttle_families.get(action, cls.throttle_family)
+    family = cls.throttle_family_of(action)
     if family not in settings.API_RATE_LIMITS:
         return view
-    permission = cls.permission_map.get(action) or cls.permission_map.get("*")
+    permission = cls.permission_of(action)
     headers = _view_headers(cls, view.actions)
     authenticator = ApiKeyAuthentication()
+    keyword = authenticator.keyword.lower()  # an Authorization header of another scheme is another authenticator's
     renderer = JSONRenderer()
 
     def answer(request, kwargs):
         meta = request.META
         if (request.method != "GET" or meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "*/*") not in COMMON_ACCEPT
-                or meta.get("HTTP_AUTHORIZATION", "Api-Key").partition(" ")[0].lower() != "api-key"):
+                or meta.get("HTTP_AUTHORIZATION", keyword).partition(" ")[0].lower() != keyword):
             return None
         raw = authenticator.raw_key(request)
         if raw is None:
@@ -108,7 +109,8 @@ def direct_read(view, read):
 
 def _standard(cls) -> bool:
     return (
-        tuple(cls.authentication_classes[:2]) == EXPECTED["authentication_classes"]
+        hasattr(cls, "throttle_family_of") and hasattr(cls, "permission_of")
+        and tuple(cls.authentication_classes[:2]) == EXPECTED["authentication_classes"]
         and tuple(cls.permission_classes) == EXPECTED["permission_classes"]
         and tuple(cls.throttle_classes) == EXPECTED["throttle_classes"]
         and tuple(cls.renderer_classes[:1]) == (JSONRenderer,)

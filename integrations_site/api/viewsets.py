@@ -13,7 +13,12 @@ class RoleMappedMixin:
     throttle_families: dict[str, str] = {}
 
     def get_throttle_family(self) -> str | None:
-        return self.throttle_families.get(getattr(self, "action", None) or "", self.throttle_family)
+        return self.throttle_family_of(getattr(self, "action", None) or "")
+
+    @classmethod
+    def throttle_family_of(cls, action: str) -> str | None:
+        """The rate-limit family ``action`` counts in (also read by api/direct.py, before any view exists)."""
+        return cls.throttle_families.get(action, cls.throttle_family)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -24,8 +29,12 @@ class RoleMappedMixin:
         return response
 
     def required_permission(self) -> str | None:
-        action = getattr(self, "action", None) or self.request.method.lower()
-        return self.permission_map.get(action) or self.permission_map.get("*")
+        return self.permission_of(getattr(self, "action", None) or self.request.method.lower())
+
+    @classmethod
+    def permission_of(cls, action: str) -> str | None:
+        """The permission ``action`` needs (also read by api/direct.py)."""
+        return cls.permission_map.get(action) or cls.permission_map.get("*")
 
     @property
     def ctx(self):

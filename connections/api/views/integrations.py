@@ -70,9 +70,15 @@ ASYNC_PARAM = OpenApiParameter(
 def tenant_integration(ctx, pk) -> dict | None:
     """The answer of the caller's tenant's integration ``pk``, None when there is none: the detail's read,
     for the view and for its direct read (``integrations_site/api/direct.py``)."""
+    return _integration_answer(lambda columns: selectors.TENANT_INTEGRATION.rows(
+        tuple(columns), limit=1, tenant=ctx.tenant.pk, pk=pk))
+
+
+def _integration_answer(fetch) -> dict | None:
+    """The answer of the first row ``fetch(columns)`` gives, None when it gives none or the id is no UUID."""
     rows = integration_rows_representation()
     try:
-        found = selectors.TENANT_INTEGRATION.rows(tuple(rows.columns), limit=1, tenant=ctx.tenant.pk, pk=pk)
+        found = fetch(rows.columns)
     except (ValueError, DjangoValidationError):  # not a UUID
         return None
     return rows.one(found[0]) if found else None
@@ -150,13 +156,9 @@ class IntegrationViewSet(
     def retrieve(self, request, *args, **kwargs):
         if self.ctx.tenant is not None:
             data = tenant_integration(self.ctx, kwargs["pk"])
-        else:
-            rows = integration_rows_representation()
-            try:
-                found = list(selectors.integration_rows(self.get_queryset().filter(pk=kwargs["pk"]), rows.columns)[:1])
-            except (ValueError, DjangoValidationError):  # not a UUID
-                found = []
-            data = rows.one(found[0]) if found else None
+        else:  # platform-wide: every tenant's rows
+            data = _integration_answer(lambda columns: list(
+                selectors.integration_rows(self.get_queryset().filter(pk=kwargs["pk"]), columns)[:1]))
         if data is None:
             raise self.not_found_error()
         return Response(data)
