@@ -11,7 +11,9 @@ API key per tenant) under the production settings and FERNET_KEYS the server get
 tables with the same counts; measure each target in-process (queries and CPU ms per request,
 harness/inprocess.py; the naive one in a subprocess under its settings); start gunicorn for both
 (sync workers); load the six targets with wrk, interleaved in rounds; stop both servers and print
-the medians, the in-process figures and the ratios. Exit status 1 if any answer was not a 200.
+the medians, the in-process figures and the ratios. ``--ceiling`` serves ours a third time with the
+detail's row kept in memory (harness/kept_row.py) and loads its plain view and detail too: what a
+cache of the row could give at most. Exit status 1 if any answer was not a 200.
 Traffic goes to 127.0.0.1 only.
 """
 import argparse
@@ -25,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import envs, wrk  # noqa: E402
 from harness.inprocess import measure  # noqa: E402
-from harness.processes import Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
+from harness.processes import Gunicorn, Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
 SLUG_PREFIX = "bench-"
@@ -51,6 +53,9 @@ def parse_args():
     parser.add_argument("--db", default="ih_bench", help="our database on the DATABASE_URL server")
     parser.add_argument("--naive-db", default="ih_bench_naive", help="the naive project's database")
     parser.add_argument("--reseed", action="store_true", help="drop the bench rows and seed again")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also serve ours with the detail's row kept in memory (harness/kept_row.py): "
+                             "its plain view and detail, the ceiling a cache of the row could reach")
     return parser.parse_args()
 
 
@@ -192,11 +197,17 @@ def main():
     in_process.update({("naive", k): v for k, v in envs.naive_in_process(naive_env, naive, args.repeat).items()})
 
     servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
+    sides = [("ours", ours, ("plain", "list", "detail")), ("naive", naive, ("plain", "list", "detail"))]
+    if args.ceiling:
+        servers["kept"] = Gunicorn("kept", ours=True, env=envs.ours_server_env(env, work, "prometheus-kept"),
+                                   workers=args.workers, log=work / "kept.log", app="harness.kept_row:application")
+        servers["kept"].wait_ready()
+        sides.append(("kept", ours, ("plain", "detail")))
     try:
-        first_answers(servers["ours"].port, ours)
-        first_answers(servers["naive"].port, naive)
+        for side, sets, _ in sides:
+            first_answers(servers[side].port, sets)
         targets = [wrk.paths_target(f"{side} {kind}", servers[side].url, sets[kind], work, servers[side].cpu_seconds)
-                   for kind in ("plain", "list", "detail") for side, sets in (("ours", ours), ("naive", naive))]
+                   for kind in ("plain", "list", "detail") for side, sets, kinds in sides if kind in kinds]
         print(f"gunicorn: {args.workers} sync workers each; wrk -t{args.threads} -c{args.connections} "
               f"-d{args.seconds:g}s, {args.rounds} rounds after a {args.warmup:g}s warm-up per target")
         load_before, counters = wrk.load_average(), wrk.cpu_counters()
@@ -221,8 +232,8 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
     print(f"{wrk.HEADER} {'queries':>7} {'CPU ms':>6} {'wall ms':>7}")
     for name, s in results.items():
         side, kind = name.split(" ", 1)
-        m = in_process[(side, kind)]
-        print(f"{wrk.row(name, s)} {m['queries']:>7.1f} {m['cpu_ms']:>6.2f} {m['wall_ms']:>7.2f}")
+        m = in_process.get((side, kind))  # none for the kept row's server (--ceiling)
+        print(wrk.row(name, s) + (f" {m['queries']:>7.1f} {m['cpu_ms']:>6.2f} {m['wall_ms']:>7.2f}" if m else ""))
         if s.detail:
             print(f"  {name}: answers other than 200: {s.detail}")
     print()
@@ -233,7 +244,11 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
             ("ours detail", "naive detail", "our detail against the textbook detail", None),
             ("ours detail", "ours plain", "our detail against our plain view", wrk.Goal(at_least=0.5)),
             ("ours plain", "naive plain", "middleware and settings cost 1 - {value:.2f} of the plain view's req/s",
-             wrk.Goal(at_least=0.85))):
+             wrk.Goal(at_least=0.85)),
+            *([("kept detail", "kept plain", "the detail with its row kept in memory against its plain view: "
+                "a cache's ceiling", None),
+               ("kept detail", "ours detail", "the kept row's detail against ours", None)] if "kept detail" in runs
+              else [])):
         print(wrk.ratio_line(runs, a, b, text, goal, verdicts))
     print()
     print("ours, per list page (in-process):  " + "   ".join(

@@ -48,9 +48,10 @@ def setup_ours(env: dict) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def ours_server_env(env: dict, work: Path) -> dict:
-    """What gunicorn gets: ``env`` and, as docker-compose sets it, an empty PROMETHEUS_MULTIPROC_DIR."""
-    metrics = work / "prometheus"
+def ours_server_env(env: dict, work: Path, metrics_dir: str = "prometheus") -> dict:
+    """What gunicorn gets: ``env`` and, as docker-compose sets it, an empty PROMETHEUS_MULTIPROC_DIR
+    (``work``/``metrics_dir``: one per server)."""
+    metrics = work / metrics_dir
     metrics.mkdir()
     return {**os.environ, **env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
 

@@ -65,16 +65,18 @@ class Gunicorn:
     """gunicorn with sync workers on a free loopback port; ready once ``/healthz`` answers 200.
 
     ``ours=True`` serves ``integrations_site.wsgi`` with the repository's gunicorn.conf.py (as the
-    Dockerfile does), else the naive baseline's ``naive_site.wsgi`` from bench/naive. Its output goes
-    to ``log``, shown when it fails to start.
+    Dockerfile does; ``app``, a ``module:name`` under bench/, in its place), else the naive baseline's
+    ``naive_site.wsgi`` from bench/naive. Its output goes to ``log``, shown when it fails to start.
     """
 
-    def __init__(self, name: str, *, ours: bool, env: dict, workers: int, log: Path):
+    def __init__(self, name: str, *, ours: bool, env: dict, workers: int, log: Path, app: str | None = None):
         self.name, self.log, self.port = name, log, free_port()
-        app = "integrations_site.wsgi:application" if ours else "naive_site.wsgi:application"
-        command = [str(BIN / "gunicorn"), app]
+        default = "integrations_site.wsgi:application" if ours else "naive_site.wsgi:application"
+        command = [str(BIN / "gunicorn"), app or default]
         if ours:
             command += ["-c", str(ROOT / "gunicorn.conf.py")]
+        if app:  # one of the harness's (kept_row.py): bench/ on the path; ours is found from ROOT, the cwd
+            command += ["--pythonpath", str(ROOT / "bench")]
         # No control socket: its default path is one per user, and two masters (ours, the naive) would share it.
         command += ["-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{self.port}", "--no-control-socket"]
         with open(log, "ab") as out:
