@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import envs, wrk  # noqa: E402
-from harness.inprocess import measure  # noqa: E402
+from harness import envs, inprocess, wrk  # noqa: E402
 from harness.processes import Gunicorn, Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
@@ -193,7 +192,7 @@ def main():
     naive = request_sets(naive_data, "/api/integrations/", "/api/integrations/{id}/")
     pages = {f"limit={n}": [(f"/api/v1/integrations/?limit={n}", h) for _, h in ours["list"]] for n in PAGE_SIZES}
     print(f"in-process: {args.repeat} sequential requests per target (django.test.Client)")
-    in_process = {("ours", k): v for k, v in measure({**ours, **pages}, args.repeat).items()}
+    in_process = {("ours", k): v for k, v in inprocess.measure({**ours, **pages}, args.repeat).items()}
     in_process.update({("naive", k): v for k, v in envs.naive_in_process(naive_env, naive, args.repeat).items()})
 
     servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
@@ -229,11 +228,10 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
           f"{args.tenants} tenants x {args.keys_per_tenant} keys; naive: DRF ModelViewSet, PageNumberPagination "
           "(page of 50), the same X-API-Key spread")
     print()
-    print(f"{wrk.HEADER} {'queries':>7} {'CPU ms':>6} {'wall ms':>7}")
+    print(wrk.HEADER + inprocess.HEADER)
     for name, s in results.items():
         side, kind = name.split(" ", 1)
-        m = in_process.get((side, kind))  # none for the kept row's server (--ceiling)
-        print(wrk.row(name, s) + (f" {m['queries']:>7.1f} {m['cpu_ms']:>6.2f} {m['wall_ms']:>7.2f}" if m else ""))
+        print(wrk.row(name, s) + inprocess.cells(in_process.get((side, kind))))  # none for the kept row's server
         if s.detail:
             print(f"  {name}: answers other than 200: {s.detail}")
     print()
@@ -257,8 +255,7 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
     queries = {in_process[("ours", f"limit={n}")]["queries"] for n in PAGE_SIZES}
     verdicts.append(("queries per page constant from 5 to 50 rows", len(queries) == 1))
     print(wrk.LEGEND)
-    print("queries, CPU ms, wall ms: in-process, per request, after a warm-up pass (harness/inprocess.py); "
-          "CPU is the Django process's alone, wall adds the database and Redis round trips")
+    print(inprocess.LEGEND)
     print(wrk.verdicts_line(verdicts))
     failed = [name for name, s in results.items() if s.failed or s.socket_errors]
     if failed:

@@ -10,7 +10,9 @@ temporary folder) and migrate ours and the naive project's database; start a pri
 (our cache and broker, the naive broker; no shared Redis is touched); make one tenant, provider and
 update_method=webhook integration; start gunicorn for both (sync workers; ours under the production
 settings); probe how our ``github`` scheme dedupes (two deliveries, one body, two X-GitHub-Delivery
-ids) and make the measured endpoint so that every delivery is a new event; load the four targets
+ids) and make the measured endpoint so that every delivery is a new event; measure the plain view
+and a delivery of each in-process first (queries and CPU ms per request, harness/inprocess.py, to
+endpoints of their own; the naive one in a subprocess under its settings); load the four targets
 with wrk, interleaved in rounds, each delivery with its own X-GitHub-Delivery; stop both servers
 (our workers flush their hand-off buffers on exit); then check that every delivery answered 202 is a
 stored row and that every stored row's id is in a task waiting in the private broker (no worker
@@ -28,7 +30,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import envs, wrk  # noqa: E402
+from harness import envs, inprocess, wrk  # noqa: E402
 from harness.processes import Redis, finish, get, install_cleanup, start_servers, workdir  # noqa: E402
 from pgdb import bench_database_url, ensure_database  # noqa: E402
 
@@ -50,6 +52,7 @@ def parse_args():
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (each server)")
     parser.add_argument("--body-bytes", type=int, default=700, help="approximate size of the delivery body")
+    parser.add_argument("--repeat", type=int, default=100, help="sequential in-process requests per target")
     parser.add_argument("--pg-db", default="ih_bench_webhooks", help="our database on the DATABASE_URL server")
     parser.add_argument("--naive-db", default="ih_bench_naive_webhooks", help="the naive project's database")
     return parser.parse_args()
@@ -162,6 +165,12 @@ def run_one(args) -> int:
                       f"--hook-secret={naive_secret}")
     body = body_of(args.body_bytes)
     (work / "body.json").write_bytes(body)
+    in_process = measure_in_process(args, tenant, integration, body, naive_env)
+    from webhooks.services import handoff
+
+    handoff.buffer.flush()  # the in-process deliveries' tasks, queued now and dropped: the broker holds the load's
+    for db in (OUR_BROKER_DB, NAIVE_BROKER_DB):
+        redis.drop_queue(db)
 
     servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     try:
@@ -197,7 +206,30 @@ def run_one(args) -> int:
     }
     queued = {"ours": redis.queued(OUR_BROKER_DB, OUR_TASKS), "naive": redis.queued(NAIVE_BROKER_DB, NAIVE_TASKS)}
     redis.stop()
-    return finish(work, report(args, runs, warm, stored, queued, machine))
+    return finish(work, report(args, runs, warm, stored, queued, machine, in_process))
+
+
+def measure_in_process(args, tenant, integration, body: bytes, naive_env: dict) -> dict:
+    """Queries, CPU and wall ms per request of each side's plain view and delivery, in process; the
+    deliveries go to endpoints of their own (the load's accounting counts the load's alone), each with
+    its own X-GitHub-Delivery."""
+    endpoint, secret = new_endpoint(tenant, integration, "in-process", dedupe=False)
+    naive_path, naive_secret = f"bench-{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(32)
+    envs.naive_manage(naive_env, "bench_seed", "--tenants=1", "--per-tenant=1", f"--hook-path={naive_path}",
+                      f"--hook-secret={naive_secret}")
+    plain = [("/healthz", dict(envs.PROXY_HEADERS))]
+    sets = {
+        "ours": {"plain": plain, "webhook": [(endpoint.url_path, delivery_headers(secret, body, "in-process"),
+                                              body.decode())]},
+        "naive": {"plain": plain, "webhook": [(f"/hooks/{naive_path}",
+                                               delivery_headers(naive_secret, body, "in-process"), body.decode())]},
+    }
+    options = {"expect": {"webhook": 202}, "vary": "X-GitHub-Delivery"}
+    print(f"in-process: {args.repeat} sequential requests per target (django.test.Client)", flush=True)
+    measured = {("ours", k): v for k, v in inprocess.measure(sets["ours"], args.repeat, **options).items()}
+    measured.update({("naive", k): v for k, v in
+                     envs.naive_in_process(naive_env, sets["naive"], args.repeat, **options).items()})
+    return measured
 
 
 def accounting(all_runs: list, stored: set, queued: tuple) -> dict:
@@ -218,19 +250,20 @@ def accounting(all_runs: list, stored: set, queued: tuple) -> dict:
     }
 
 
-def report(args, runs, warm, stored, queued, machine) -> int:
+def report(args, runs, warm, stored, queued, machine, in_process: dict) -> int:
     results = {name: wrk.summarize(r) for name, r in runs.items()}
     print()
     print(machine)
     print(f"database: {args.db}; ours: production settings, scheme {SCHEME}; naive: ORM insert + one delay() "
           "per event")
     print()
-    print(wrk.HEADER)
+    print(wrk.HEADER + inprocess.HEADER)
     for name, s in results.items():
-        print(wrk.row(name, s))
+        print(wrk.row(name, s) + inprocess.cells(in_process.get(tuple(name.split(" ", 1)))))
         if s.detail:
             print(f"  {name}: answers other than expected: {s.detail}")
     print(wrk.LEGEND)
+    print(inprocess.LEGEND)
     print()
     verdicts: list = []
     for a, b, text, goal in (

@@ -71,11 +71,13 @@ def naive_manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def naive_in_process(env: dict, request_sets: dict, repeat: int) -> dict:
-    """harness/inprocess.py's measurement, run in a subprocess under the naive settings."""
+def naive_in_process(env: dict, request_sets: dict, repeat: int, expect: dict | None = None,
+                     vary: str | None = None) -> dict:
+    """harness/inprocess.py's measurement (the same arguments), run in a subprocess under the naive settings."""
     script = Path(__file__).with_name("inprocess.py")
+    spec = {"request_sets": request_sets, "repeat": repeat, "expect": expect, "vary": vary}
     done = subprocess.run([sys.executable, str(script)], cwd=NAIVE_DIR, env=env, text=True, stdout=subprocess.PIPE,
-                          input=json.dumps({"request_sets": request_sets, "repeat": repeat}))
+                          input=json.dumps(spec))
     if done.returncode:
         sys.exit(f"naive: the in-process measurement exited with {done.returncode}")
     return json.loads(done.stdout)

@@ -179,6 +179,10 @@ class Redis:
                 ids.update(map(str, args[0] if tasks[name] else [args[0]]))
         return ids, len(raw_messages)
 
+    def drop_queue(self, db: int) -> None:
+        """Empty database ``db``'s default queue (the tasks of deliveries made before the load)."""
+        self.client(db).delete("celery")
+
     def stop(self) -> None:
         stop_process(self.proc)
 
