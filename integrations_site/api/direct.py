@@ -59,7 +59,7 @@ def direct_read(view, read):
     if family not in settings.API_RATE_LIMITS:
         return view
     permission = cls.permission_of(action)
-    headers = _view_headers(cls, view.actions)
+    headers = _view_headers(view)
     authenticator = ApiKeyAuthentication()
     keyword = authenticator.keyword.lower()  # an Authorization header of another scheme is another authenticator's
     renderer = JSONRenderer()
@@ -76,12 +76,8 @@ def direct_read(view, read):
             user, ctx = authenticator.authenticate_key(raw, request, family)
         except Exception:  # noqa: BLE001 (a refusal, or a failure: the view answers either as it does)
             return None
-        caller = throttles.api_key_caller(ctx.api_key.key_hash)
-        counted = getattr(request, "rate_precounted", None)
-        if counted is None or counted[:2] != (family, caller):  # not counted with the key's lookup (not Redis)
-            counted = (family, caller, throttles.hit(family, caller))
-            throttles.precount(request, *counted)
-        allowed, state = counted[2]
+        # Counted with the key's lookup on Redis; elsewhere now, and handed to the view's throttle either way.
+        allowed, state = throttles.count_request(request, family, throttles.api_key_caller(ctx.api_key.key_hash))
         if not allowed or ctx.tenant is None or not role_allows(ctx.role, permission):
             return None
         try:
@@ -118,11 +114,13 @@ def _standard(cls) -> bool:
     )
 
 
-def _view_headers(cls, actions: dict) -> list[tuple[str, str]]:
-    """``Allow`` and ``Vary`` as DRF's ``finalize_response`` gives them to this view's answers."""
-    mapped = set(actions) | ({"head"} if "get" in actions else set())
-    allowed = [method.upper() for method in cls.http_method_names if method in mapped or hasattr(cls, method)]
-    headers = [("Allow", ", ".join(allowed))]
-    if len(cls.renderer_classes) > 1:
-        headers.append(("Vary", "Accept"))
-    return headers
+def _view_headers(view) -> list[tuple[str, str]]:
+    """``Allow`` and ``Vary`` as DRF gives them to this view's answers: the ``default_response_headers`` of
+    an instance bound to its actions as the viewset's ``as_view`` binds the one that answers a request."""
+    instance = view.cls(**view.initkwargs)
+    actions = dict(view.actions)
+    if "get" in actions:
+        actions.setdefault("head", actions["get"])
+    for method, action in actions.items():
+        setattr(instance, method, getattr(instance, action))
+    return list(instance.default_response_headers.items())

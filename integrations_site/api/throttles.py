@@ -147,6 +147,17 @@ def precount(request, family: str, key: str, counted: tuple[bool, RateState]) ->
     request.rate_precounted = (family, key, counted)
 
 
+def count_request(request, family: str, key: str) -> tuple[bool, RateState]:
+    """This request counted once in ``family`` for ``key``: the count made ahead (``precount``), else one made
+    now and kept the same way, for whoever asks next (the view a direct read hands the request to)."""
+    precounted = getattr(request, "rate_precounted", None)
+    if precounted is not None and precounted[:2] == (family, key):
+        return precounted[2]
+    counted = hit(family, key)
+    precount(request, family, key, counted)
+    return counted
+
+
 class FamilyRateThrottle(BaseThrottle):
     """Throttles the view's ``throttle_family`` (per action via ``throttle_families``)."""
 
@@ -154,12 +165,7 @@ class FamilyRateThrottle(BaseThrottle):
         family = view.get_throttle_family() if hasattr(view, "get_throttle_family") else None
         if not family or family not in settings.API_RATE_LIMITS:
             return True
-        key = caller_key(request)
-        precounted = getattr(request, "rate_precounted", None)
-        if precounted is not None and precounted[:2] == (family, key):
-            allowed, state = precounted[2]
-        else:
-            allowed, state = hit(family, key)
+        allowed, state = count_request(request, family, caller_key(request))
         request.rate_limit = state
         self._wait = max(1, state.reset - int(time.time()))
         return allowed
