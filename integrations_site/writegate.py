@@ -14,15 +14,32 @@ an answer given after a commit means the commit survives a power loss): the comm
 (``fdatasync`` of the write-ahead log, most of a small write's time) happens after the gate is released,
 so the next writer writes meanwhile instead of waiting for it.
 
+A commit that finds the write-ahead log past SQLite's automatic checkpoint (1,000 pages) also copies
+the log into the database there and then, with two more waits for the disk, and that commit is in
+the gate: every other writer waits for it. So every ``SQLITE_CHECKPOINT_COMMITS`` gated commits a
+thread of the process copies the log into the database on a connection of its own
+(``wal_checkpoint(PASSIVE)``: as much as it can without waiting for any reader or writer), beside
+the writers. The automatic checkpoint that a commit in the gate still meets under a steady stream
+of writes then finds most of the log copied and little left to do; when the writes pause, the next
+one starts the log again at its beginning without it. SQLite's automatic checkpoint stays as it is,
+for every other writer and whenever this thread falls behind.
+
 On other databases, and on an in-memory SQLite database, the gate is no gate.
 """
 import contextlib
 import fcntl
+import logging
 import os
+import sqlite3
 import threading
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 _files: dict[str, int] = {}
 _locks: dict[str, threading.Lock] = {}
+_checkpointers: dict[str, "Checkpointer"] = {}
 _setup = threading.Lock()
 
 
@@ -31,6 +48,7 @@ def _forget_after_fork() -> None:
     global _setup
     _files.clear()
     _locks.clear()
+    _checkpointers.clear()  # their threads are not in the child
     _setup = threading.Lock()
 
 
@@ -99,6 +117,7 @@ def gated_commit(connection):
     finally:
         if level >= 2:  # FULL or EXTRA: the commit waits for the disk here
             _flush_log(str(connection.settings_dict["NAME"]) + "-wal")
+        _committed(str(connection.settings_dict["NAME"]))
 
 
 def _flush_log(path: str) -> None:
@@ -113,3 +132,46 @@ def _flush_log(path: str) -> None:
         os.fdatasync(fd)  # what SQLite itself calls on Linux
     finally:
         os.close(fd)
+
+
+class Checkpointer:
+    """A thread that checkpoints one SQLite file each time it is asked to, on a connection of its own."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.commits = 0  # gated commits since it was last asked
+        self.runs = 0
+        self.last = None  # (busy, pages in the log, pages copied) of its last checkpoint
+        self._wanted = threading.Event()
+        threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True).start()
+
+    def committed(self, every: int) -> None:
+        self.commits += 1  # a count lost to a race between two threads only delays a checkpoint
+        if self.commits >= every:
+            self.commits = 0
+            self._wanted.set()
+
+    def _run(self) -> None:
+        db = None
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                db = db or sqlite3.connect(self.name, isolation_level=None)  # synchronous=FULL: the copy is flushed
+                # Every row fetched, so that the statement ends: one left open would keep a read of the log
+                # open, and the log could not restart.
+                self.last = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+            except sqlite3.Error as exc:  # SQLite's own checkpoints go on meanwhile
+                logger.warning("writegate.checkpoint_failed database=%s error=%s", self.name, exc)
+            self.runs += 1
+
+
+def _committed(name: str) -> None:
+    every = settings.SQLITE_CHECKPOINT_COMMITS
+    if every <= 0:
+        return
+    if name not in _checkpointers:
+        with _setup:
+            if name not in _checkpointers:
+                _checkpointers[name] = Checkpointer(name)
+    _checkpointers[name].committed(every)

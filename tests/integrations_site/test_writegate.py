@@ -1,5 +1,6 @@
 """The SQLite write gate (integrations_site/writegate.py): writers of a hot path queue on a lock of a
 file beside the database, across processes and threads, and wait for nothing elsewhere."""
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -172,3 +173,73 @@ def test_a_gated_commit_in_a_transaction_leaves_the_commit_and_its_flush_to_the_
     finally:
         connection.close()
         del connections[connection.alias]
+
+
+# --- checkpoints beside the writers ---------------------------------------------------------------------------
+
+
+def _gated_inserts(connection, count, size=3000):
+    from integrations_site.writegate import gated_commit
+
+    for _ in range(count):
+        with gated_commit(connection), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO t (v) VALUES (%s)", ["x" * size])
+
+
+def _wait_for(predicate, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_thread_checkpoints_the_file_after_every_so_many_gated_commits(tmp_path, settings, unblocked):
+    from integrations_site import writegate
+
+    settings.SQLITE_CHECKPOINT_COMMITS = 10
+    path = str(tmp_path / "db.sqlite3")
+    connection = _file_database(path)
+    try:
+        _gated_inserts(connection, 9)
+        assert path not in writegate._checkpointers or writegate._checkpointers[path].runs == 0
+        _gated_inserts(connection, 1)
+        checkpointer = writegate._checkpointers[path]
+        _wait_for(lambda: checkpointer.runs == 1)
+        busy, in_log, copied = checkpointer.last
+        assert busy == 0 and in_log > 0 and copied == in_log  # all of the log copied into the database
+        _gated_inserts(connection, 10)
+        _wait_for(lambda: checkpointer.runs == 2)
+        # Every commit is in the database file itself once the log is copied.
+        reader = sqlite3.connect(path)
+        assert reader.execute("SELECT count(*) FROM t").fetchone() == (20,)
+        reader.close()
+    finally:
+        connection.close()
+
+
+def test_between_writes_the_log_restarts_without_sqlites_own_checkpoint(tmp_path, settings, unblocked):
+    """With SQLite's automatic checkpoint off on the writer's connection, the log grows by every commit until
+    something copies it into the database: the thread does, and the next write after a complete copy
+    starts the log again at its beginning, so it stays a fraction of the size; with 0, nothing does."""
+    import os
+
+    from integrations_site import writegate
+
+    sizes = {}
+    for every in (0, 20):
+        settings.SQLITE_CHECKPOINT_COMMITS = every
+        path = str(tmp_path / f"db-{every}.sqlite3")
+        connection = _file_database(path)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+            for batch in range(1, 21):
+                _gated_inserts(connection, 20)
+                if every:
+                    checkpointer = writegate._checkpointers[path]
+                    _wait_for(lambda: checkpointer.runs == batch)  # noqa: B023 (called at once)
+            sizes[every] = os.path.getsize(path + "-wal")
+        finally:
+            connection.close()
+        assert (path in writegate._checkpointers) == bool(every)
+    assert sizes[20] * 4 < sizes[0], sizes
