@@ -16,10 +16,11 @@ so the next writer writes meanwhile instead of waiting for it.
 
 A commit that finds the write-ahead log past SQLite's automatic checkpoint (1,000 pages) also copies
 the log into the database there and then, with two more waits for the disk, and that commit is in
-the gate: every other writer waits for it. So every ``SQLITE_CHECKPOINT_COMMITS`` gated commits a
-thread of the process copies the log into the database on a connection of its own
-(``wal_checkpoint(PASSIVE)``: as much as it can without waiting for any reader or writer), beside
-the writers. The automatic checkpoint that a commit in the gate still meets under a steady stream
+the gate: every other writer waits for it. So every ``SQLITE_CHECKPOINT_COMMITS`` gated commits (and
+``CHECKPOINT_IDLE_SECONDS`` after fewer) a background thread of the process (``checkpoints``, a
+``BackgroundBatcher`` of the files committed to) copies the log into the database on a connection
+of its own (``wal_checkpoint(PASSIVE)``: as much as it can without waiting for any reader or writer),
+beside the writers. The automatic checkpoint that a commit in the gate still meets under a steady stream
 of writes then finds most of the log copied and little left to do; when the writes pause, the next
 one starts the log again at its beginning without it. SQLite's automatic checkpoint stays as it is,
 for every other writer and whenever this thread falls behind.
@@ -35,11 +36,12 @@ import threading
 
 from django.conf import settings
 
+from integrations_site.batching import BackgroundBatcher
+
 logger = logging.getLogger(__name__)
 
 _files: dict[str, int] = {}
 _locks: dict[str, threading.Lock] = {}
-_checkpointers: dict[str, "Checkpointer"] = {}
 _setup = threading.Lock()
 
 
@@ -48,7 +50,6 @@ def _forget_after_fork() -> None:
     global _setup
     _files.clear()
     _locks.clear()
-    _checkpointers.clear()  # their threads are not in the child
     _setup = threading.Lock()
 
 
@@ -104,6 +105,7 @@ def gated_commit(connection):
         with write_gate(connection):
             yield
         return
+    name = str(connection.settings_dict["NAME"])
     connection.ensure_connection()
     raw = connection.connection
     level = raw.execute("PRAGMA synchronous").fetchone()[0]
@@ -116,8 +118,9 @@ def gated_commit(connection):
                 raw.execute(f"PRAGMA synchronous={int(level)}")
     finally:
         if level >= 2:  # FULL or EXTRA: the commit waits for the disk here
-            _flush_log(str(connection.settings_dict["NAME"]) + "-wal")
-        _committed(str(connection.settings_dict["NAME"]))
+            _flush_log(name + "-wal")
+        if settings.SQLITE_CHECKPOINT_COMMITS > 0:
+            checkpoints.add(name)
 
 
 def _flush_log(path: str) -> None:
@@ -134,44 +137,25 @@ def _flush_log(path: str) -> None:
         os.close(fd)
 
 
-class Checkpointer:
-    """A thread that checkpoints one SQLite file each time it is asked to, on a connection of its own."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.commits = 0  # gated commits since it was last asked
-        self.runs = 0
-        self.last = None  # (busy, pages in the log, pages copied) of its last checkpoint
-        self._wanted = threading.Event()
-        threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True).start()
-
-    def committed(self, every: int) -> None:
-        self.commits += 1  # a count lost to a race between two threads only delays a checkpoint
-        if self.commits >= every:
-            self.commits = 0
-            self._wanted.set()
-
-    def _run(self) -> None:
-        db = None
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            try:
-                db = db or sqlite3.connect(self.name, isolation_level=None)  # synchronous=FULL: the copy is flushed
-                # Every row fetched, so that the statement ends: one left open would keep a read of the log
-                # open, and the log could not restart.
-                self.last = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-            except sqlite3.Error as exc:  # SQLite's own checkpoints go on meanwhile
-                logger.warning("writegate.checkpoint_failed database=%s error=%s", self.name, exc)
-            self.runs += 1
+CHECKPOINT_IDLE_SECONDS = 5.0
+# Per file checkpointed: (checkpoints run, the last one's (busy, pages in the log, pages copied)).
+last_checkpoint: dict[str, tuple[int, tuple]] = {}
 
 
-def _committed(name: str) -> None:
-    every = settings.SQLITE_CHECKPOINT_COMMITS
-    if every <= 0:
-        return
-    if name not in _checkpointers:
-        with _setup:
-            if name not in _checkpointers:
-                _checkpointers[name] = Checkpointer(name)
-    _checkpointers[name].committed(every)
+def _checkpoint(names: list[str]) -> None:
+    """Copy the write-ahead log of each file committed to into the database, on a connection opened for it."""
+    for name in dict.fromkeys(names):
+        try:
+            # synchronous=FULL, SQLite's default: the copy is flushed. Every row fetched, so that the statement
+            # ends: one left open would keep a read of the log open, and the log could not restart.
+            with contextlib.closing(sqlite3.connect(name, isolation_level=None)) as db:
+                result = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+        except sqlite3.Error as exc:  # SQLite's own checkpoints go on meanwhile
+            logger.warning("writegate.checkpoint_failed database=%s error=%s", name, exc)
+            continue
+        last_checkpoint[name] = (last_checkpoint.get(name, (0,))[0] + 1, result)
+
+
+# Not a writer of Django's database connections: it runs beside the tests too (its own sqlite3 connection).
+checkpoints = BackgroundBatcher("sqlite-checkpoint", _checkpoint, interval=lambda: CHECKPOINT_IDLE_SECONDS,
+                                max_items=lambda: settings.SQLITE_CHECKPOINT_COMMITS, writes_database=False)

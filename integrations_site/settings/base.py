@@ -366,10 +366,10 @@ STREAM_MAX_PER_PROCESS = env.int("STREAM_MAX_PER_PROCESS", default=500)
 STREAMS_HEARTBEAT_FILE = env("STREAMS_HEARTBEAT_FILE", default="")  # touched after each lease round
 
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
+USAGE_FLUSH_MAX_ITEMS = env.int("USAGE_FLUSH_MAX_ITEMS", default=1000)
 # SQLite: a thread of each process checkpoints the file after this many of its gated commits (the webhook
 # receiver's), beside the writers (integrations_site/writegate.py); 0 leaves checkpoints to SQLite alone.
 SQLITE_CHECKPOINT_COMMITS = env.int("SQLITE_CHECKPOINT_COMMITS", default=100)
-USAGE_FLUSH_MAX_ITEMS = env.int("USAGE_FLUSH_MAX_ITEMS", default=1000)
 
 # --- Operations --------------------------------------------------------------------
 READYZ_TIMEOUT = env.float("READYZ_TIMEOUT", default=2.0)

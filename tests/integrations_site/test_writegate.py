@@ -193,22 +193,28 @@ def _wait_for(predicate, seconds=10):
         time.sleep(0.01)
 
 
+def _checkpoints_run(path) -> int:
+    from integrations_site import writegate
+
+    return writegate.last_checkpoint.get(path, (0, None))[0]
+
+
 def test_a_thread_checkpoints_the_file_after_every_so_many_gated_commits(tmp_path, settings, unblocked):
     from integrations_site import writegate
 
     settings.SQLITE_CHECKPOINT_COMMITS = 10
+    writegate.checkpoints.take()  # commits other tests left waiting for a checkpoint
     path = str(tmp_path / "db.sqlite3")
     connection = _file_database(path)
     try:
         _gated_inserts(connection, 9)
-        assert path not in writegate._checkpointers or writegate._checkpointers[path].runs == 0
+        assert _checkpoints_run(path) == 0
         _gated_inserts(connection, 1)
-        checkpointer = writegate._checkpointers[path]
-        _wait_for(lambda: checkpointer.runs == 1)
-        busy, in_log, copied = checkpointer.last
+        _wait_for(lambda: _checkpoints_run(path) == 1)
+        busy, in_log, copied = writegate.last_checkpoint[path][1]
         assert busy == 0 and in_log > 0 and copied == in_log  # all of the log copied into the database
         _gated_inserts(connection, 10)
-        _wait_for(lambda: checkpointer.runs == 2)
+        _wait_for(lambda: _checkpoints_run(path) == 2)
         # Every commit is in the database file itself once the log is copied.
         reader = sqlite3.connect(path)
         assert reader.execute("SELECT count(*) FROM t").fetchone() == (20,)
@@ -228,6 +234,7 @@ def test_between_writes_the_log_restarts_without_sqlites_own_checkpoint(tmp_path
     sizes = {}
     for every in (0, 20):
         settings.SQLITE_CHECKPOINT_COMMITS = every
+        writegate.checkpoints.take()  # commits other tests left waiting for a checkpoint
         path = str(tmp_path / f"db-{every}.sqlite3")
         connection = _file_database(path)
         try:
@@ -236,10 +243,9 @@ def test_between_writes_the_log_restarts_without_sqlites_own_checkpoint(tmp_path
             for batch in range(1, 21):
                 _gated_inserts(connection, 20)
                 if every:
-                    checkpointer = writegate._checkpointers[path]
-                    _wait_for(lambda: checkpointer.runs == batch)  # noqa: B023 (called at once)
+                    _wait_for(lambda: _checkpoints_run(path) == batch)  # noqa: B023 (called at once)
             sizes[every] = os.path.getsize(path + "-wal")
         finally:
             connection.close()
-        assert (path in writegate._checkpointers) == bool(every)
+        assert (path in writegate.last_checkpoint) == bool(every)  # with 0, nothing asked for a checkpoint
     assert sizes[20] * 4 < sizes[0], sizes
