@@ -13,7 +13,9 @@ harness/inprocess.py; the naive one in a subprocess under its settings); start g
 (sync workers); load the six targets with wrk, interleaved in rounds; stop both servers and print
 the medians, the in-process figures and the ratios. ``--ceiling`` serves ours a third time with the
 detail's row kept in memory (harness/kept_row.py) and loads its plain view and detail too: what a
-cache of the row could give at most. Exit status 1 if any answer was not a 200.
+cache of the row could give at most; and a fourth time with the API key's check and the rate count
+kept as well (harness/kept_key.py): what a detail making no round trip at all could give. Exit
+status 1 if any answer was not a 200.
 Traffic goes to 127.0.0.1 only.
 """
 import argparse
@@ -53,8 +55,9 @@ def parse_args():
     parser.add_argument("--naive-db", default="ih_bench_naive", help="the naive project's database")
     parser.add_argument("--reseed", action="store_true", help="drop the bench rows and seed again")
     parser.add_argument("--ceiling", action="store_true",
-                        help="also serve ours with the detail's row kept in memory (harness/kept_row.py): "
-                             "its plain view and detail, the ceiling a cache of the row could reach")
+                        help="also serve ours with the detail's row kept in memory (harness/kept_row.py), and "
+                             "with its row, key check and rate count kept (harness/kept_key.py): their plain "
+                             "views and details, the ceilings a cache of the row, or of everything, could reach")
     return parser.parse_args()
 
 
@@ -202,6 +205,10 @@ def main():
                                    workers=args.workers, log=work / "kept.log", app="harness.kept_row:application")
         servers["kept"].wait_ready()
         sides.append(("kept", ours, ("plain", "detail")))
+        servers["free"] = Gunicorn("free", ours=True, env=envs.ours_server_env(env, work, "prometheus-free"),
+                                   workers=args.workers, log=work / "free.log", app="harness.kept_key:application")
+        servers["free"].wait_ready()
+        sides.append(("free", ours, ("plain", "detail")))
     try:
         for side, sets, _ in sides:
             first_answers(servers[side].port, sets)
@@ -245,7 +252,9 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
              wrk.Goal(at_least=0.85)),
             *([("kept detail", "kept plain", "the detail with its row kept in memory against its plain view: "
                 "a cache's ceiling", None),
-               ("kept detail", "ours detail", "the kept row's detail against ours", None)] if "kept detail" in runs
+               ("kept detail", "ours detail", "the kept row's detail against ours", None),
+               ("free detail", "free plain", "the detail with its row, key check and rate count kept in memory "
+                "(no round trip) against its plain view: any cache's ceiling", None)] if "kept detail" in runs
               else [])):
         print(wrk.ratio_line(runs, a, b, text, goal, verdicts))
     print()
