@@ -201,14 +201,12 @@ def main():
     servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     sides = [("ours", ours, ("plain", "list", "detail")), ("naive", naive, ("plain", "list", "detail"))]
     if args.ceiling:
-        servers["kept"] = Gunicorn("kept", ours=True, env=envs.ours_server_env(env, work, "prometheus-kept"),
-                                   workers=args.workers, log=work / "kept.log", app="harness.kept_row:application")
-        servers["kept"].wait_ready()
-        sides.append(("kept", ours, ("plain", "detail")))
-        servers["free"] = Gunicorn("free", ours=True, env=envs.ours_server_env(env, work, "prometheus-free"),
-                                   workers=args.workers, log=work / "free.log", app="harness.kept_key:application")
-        servers["free"].wait_ready()
-        sides.append(("free", ours, ("plain", "detail")))
+        for side, module in (("kept", "kept_row"), ("free", "kept_key")):
+            servers[side] = Gunicorn(side, ours=True, env=envs.ours_server_env(env, work, f"prometheus-{side}"),
+                                     workers=args.workers, log=work / f"{side}.log",
+                                     app=f"harness.{module}:application")
+            servers[side].wait_ready()
+            sides.append((side, ours, ("plain", "detail")))
     try:
         for side, sets, _ in sides:
             first_answers(servers[side].port, sets)

@@ -7,27 +7,10 @@ always; every later one is answered from this process's memory. Routing, the rol
 answer, rendering, headers and the middleware are ours, unchanged. Only a bench serves this: a kept key
 is never revoked and a kept count never grows.
 """
-from harness.kept_row import application  # noqa: F401, I001 (first: it sets Django up and keeps the row)
+from harness.kept_row import application, kept  # noqa: F401, I001 (first: it sets Django up and keeps the row)
 from integrations_site.api import throttles  # noqa: E402
 from tenants.authentication import ApiKeyAuthentication  # noqa: E402
 
-_check = ApiKeyAuthentication._authenticate_key
-_count = throttles.count_request
-_checks: dict = {}
-_counts: dict = {}
-
-
-def _kept_check(self, raw, request, family):
-    if (raw, family) not in _checks:
-        _checks[raw, family] = _check(self, raw, request, family)
-    return _checks[raw, family]
-
-
-def _kept_count(request, family, key):
-    if (family, key) not in _counts:
-        _counts[family, key] = _count(request, family, key)
-    return _counts[family, key]
-
-
-ApiKeyAuthentication._authenticate_key = _kept_check
-throttles.count_request = _kept_count
+ApiKeyAuthentication._authenticate_key = kept(ApiKeyAuthentication._authenticate_key,
+                                              lambda self, raw, request, family: (raw, family))
+throttles.count_request = kept(throttles.count_request, lambda request, family, key: (family, key))

@@ -9,16 +9,22 @@ row never sees a write.
 from integrations_site.wsgi import application  # noqa: F401, I001 (first: it sets Django up; gunicorn serves it)
 from connections import selectors  # noqa: E402
 
-_read = selectors.TENANT_INTEGRATION.rows
-_kept: dict = {}
+
+def kept(function, key):
+    """``function`` asked once per ``key(*args, **kwargs)``, its answer given again from memory every later time."""
+    answers: dict = {}
+
+    def keeping(*args, **kwargs):
+        k = key(*args, **kwargs)
+        if k not in answers:
+            answers[k] = function(*args, **kwargs)
+        return answers[k]
+
+    return keeping
 
 
-def _kept_rows(shape=(), *, limit=None, offset=0, using=None, **ids):
-    key = (shape, limit, offset, using, tuple(sorted((name, str(value)) for name, value in ids.items())))
-    rows = _kept.get(key)
-    if rows is None:
-        rows = _kept[key] = _read(shape, limit=limit, offset=offset, using=using, **ids)
-    return rows
+def _row_key(shape=(), *, limit=None, offset=0, using=None, **ids):
+    return shape, limit, offset, using, tuple(sorted((name, str(value)) for name, value in ids.items()))
 
 
-selectors.TENANT_INTEGRATION.rows = _kept_rows
+selectors.TENANT_INTEGRATION.rows = kept(selectors.TENANT_INTEGRATION.rows, _row_key)

@@ -229,10 +229,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem") and not urlsplit(CELERY_BROKER_URL).hostname:
+_broker = urlsplit(CELERY_BROKER_URL)
+if _broker.scheme == "filesystem" and not _broker.hostname:
     # kombu warns on every connection to a URL without a host ("No hostname was supplied") and falls back to
     # "localhost", which the filesystem broker never reads: named here, so the embedded run's logs stay quiet.
-    CELERY_BROKER_URL = urlunsplit(urlsplit(CELERY_BROKER_URL)._replace(netloc="localhost"))
+    CELERY_BROKER_URL = urlunsplit(_broker._replace(netloc="localhost"))
     if "CELERY_BROKER_URL" in os.environ:  # Celery reads the variable itself before this setting
         os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 _BROKER_DIR = VAR_DIR / "broker"
