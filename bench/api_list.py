@@ -58,7 +58,19 @@ def parse_args():
                         help="also serve ours with the detail's row kept in memory (harness/kept_row.py), and "
                              "with its row, key check and rate count kept (harness/kept_key.py): their plain "
                              "views and details, the ceilings a cache of the row, or of everything, could reach")
+    parser.add_argument("--variant", action="append", default=[], type=variant, metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+                        help="also serve ours as NAME with these settings changed (its plain view and detail, "
+                             "in the same rounds): a same-run A/B of a setting, e.g. "
+                             "shared:API_KEY_NEAR_CACHE=false,RATE_LIMIT_RESERVE_MAX=1")
     return parser.parse_args()
+
+
+def variant(text: str) -> tuple[str, dict]:
+    name, _, assignments = text.partition(":")
+    changed = dict(item.split("=", 1) for item in assignments.split(",") if "=" in item)
+    if not name.isidentifier() or name in ("ours", "naive", "kept", "free") or not changed:
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME:VAR=VALUE[,VAR=VALUE], NAME not ours, naive, kept or free")
+    return name, changed
 
 
 # --- our data -------------------------------------------------------------------------------------
@@ -200,13 +212,15 @@ def main():
 
     servers = start_servers(envs.ours_server_env(env, work), naive_env, args.workers, work)
     sides = [("ours", ours, ("plain", "list", "detail")), ("naive", naive, ("plain", "list", "detail"))]
-    if args.ceiling:
-        for side, module in (("kept", "kept_row"), ("free", "kept_key")):
-            servers[side] = Gunicorn(side, ours=True, env=envs.ours_server_env(env, work, f"prometheus-{side}"),
-                                     workers=args.workers, log=work / f"{side}.log",
-                                     app=f"harness.{module}:application")
-            servers[side].wait_ready()
-            sides.append((side, ours, ("plain", "detail")))
+    more = [(side, f"harness.{module}:application", {}) for side, module in (("kept", "kept_row"), ("free", "kept_key"))
+            if args.ceiling]
+    more += [(side, None, changed) for side, changed in args.variant]
+    for side, app, changed in more:
+        servers[side] = Gunicorn(side, ours=True, env={**envs.ours_server_env(env, work, f"prometheus-{side}"),
+                                                       **changed},
+                                 workers=args.workers, log=work / f"{side}.log", app=app)
+        servers[side].wait_ready()
+        sides.append((side, ours, ("plain", "detail")))
     try:
         for side, sets, _ in sides:
             first_answers(servers[side].port, sets)
@@ -253,7 +267,11 @@ def report(args, runs: dict, in_process: dict, machine: str) -> int:
                ("kept detail", "ours detail", "the kept row's detail against ours", None),
                ("free detail", "free plain", "the detail with its row, key check and rate count kept in memory "
                 "(no round trip) against its plain view: any cache's ceiling", None)] if "kept detail" in runs
-              else [])):
+              else []),
+            *[pair for name, changed in args.variant for pair in (
+                (f"{name} detail", f"{name} plain", f"{name}'s detail against its plain view", None),
+                ("ours detail", f"{name} detail", "our detail against "
+                 + ", ".join(f"{var}={value}" for var, value in changed.items()) + "'s", None))]):
         print(wrk.ratio_line(runs, a, b, text, goal, verdicts))
     print()
     print("ours, per list page (in-process):  " + "   ".join(

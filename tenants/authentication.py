@@ -18,6 +18,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from audit.services import Actor
 from integrations_site.api import throttles
+from integrations_site.nearcache import NearCache
 
 from .choices import SUPER_ADMIN, SUPER_ADMIN_GROUP
 from .models import ApiKey, Membership, Tenant
@@ -142,44 +143,71 @@ def split_api_key(raw: str) -> str | None:
 
 # --- API keys looked up once per API_KEY_CACHE_SECONDS -------------------------------------------------
 # A key with its tenant is kept in the shared cache under its SHA-256 (what the table stores, never the key),
-# so a client's requests cost no query for it. Revoking, deleting or changing a key, or changing its tenant
-# (deactivated, plan), forgets it at once in every process (signals, tenants/apps.py); expiry and
-# revocation are still checked on every request. Only a change made past the ORM (SQL, ``update()``) waits
-# for the entry to end.
+# so a client's requests cost no query for it, and on Redis each web process keeps its own copy as well
+# (``NEAR``), so most cost no round trip for it either. Revoking, deleting or changing a key, or changing
+# its tenant (deactivated, plan), forgets it at once in the shared cache and in every process (signals,
+# tenants/apps.py; integrations_site/nearcache.py); expiry and revocation are still checked on every
+# request. Only a change made past the ORM (SQL, ``update()``) waits for the copies to end.
+
+NEAR = NearCache("auth:api-key:forget")
 
 
 def _cache_key(key_hash: str) -> str:
     return f"auth:api-key:{key_hash}"
 
 
+def _near() -> bool:
+    return settings.API_KEY_NEAR_CACHE and settings.API_KEY_CACHE_SECONDS > 0
+
+
 def api_key_lookup(prefix: str, key_hash: str, request=None, family: str | None = None) -> ApiKey | None:
     """The key with ``prefix`` whose hash is ``key_hash``, with its tenant loaded; None when there is none.
 
-    With ``request`` and ``family``, the request is counted in that rate-limit family in the same round
-    trip as the cached key is read (``throttles.get_and_hit``): one round trip to Redis for both."""
+    This process's copy first; else, with ``request`` and ``family``, the request is counted in that
+    rate-limit family in the same round trip as the shared cache's copy is read (``throttles.get_and_hit``):
+    one round trip to Redis for both."""
+    generation = None  # taken before the shared cache and the table are read: see ``NearCache.put``
     if settings.API_KEY_CACHE_SECONDS > 0:
+        name = _cache_key(key_hash)
+        if _near():
+            kept = NEAR.get(name)
+            if _matches(kept, prefix, key_hash):
+                return kept  # its rate count is the throttle's (``count_request``)
+            generation = NEAR.generation()
         caller = throttles.api_key_caller(key_hash)
         try:
-            kept, counted = throttles.get_and_hit(_cache_key(key_hash), family, caller)
+            kept, counted = throttles.get_and_hit(name, family, caller)
         except Exception:  # noqa: BLE001 (the cache being down costs a query, not the request)
             kept, counted = None, None
         if counted is not None:
             throttles.precount(request, family, caller, counted)
-        if kept is not None and kept.prefix == prefix and hmac.compare_digest(kept.key_hash, key_hash):
+        if _matches(kept, prefix, key_hash):
+            if generation is not None:
+                NEAR.put(name, kept, settings.API_KEY_CACHE_SECONDS, generation)
             return kept
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash):
         return None
-    _remember(api_key)
+    _remember(api_key, generation)
     return api_key
 
 
-def _remember(api_key: ApiKey) -> None:
+def _matches(kept, prefix: str, key_hash: str) -> bool:
+    return kept is not None and kept.prefix == prefix and hmac.compare_digest(kept.key_hash, key_hash)
+
+
+def _remember(api_key: ApiKey, generation: int | None = None) -> None:
+    """Keep ``api_key`` in the shared cache, and here unless a forget came since ``generation`` (taken before
+    ``api_key`` was read; now when not given)."""
     if settings.API_KEY_CACHE_SECONDS > 0:
+        name = _cache_key(api_key.key_hash)
+        if generation is None and _near():
+            generation = NEAR.generation()
         try:
-            cache.set(_cache_key(api_key.key_hash), api_key, settings.API_KEY_CACHE_SECONDS)
+            cache.set(name, api_key, settings.API_KEY_CACHE_SECONDS)
         except Exception:  # noqa: BLE001
-            pass
+            return
+        NEAR.put(name, api_key, settings.API_KEY_CACHE_SECONDS, generation)
 
 
 def api_key_forget(sender, instance: ApiKey, **kwargs) -> None:
@@ -192,7 +220,7 @@ def tenant_keys_forget(sender, instance: Tenant, **kwargs) -> None:
 
 def _forget(key_hashes) -> None:
     """Now, and again when the transaction commits: a request that read the row meanwhile (still the old
-    one, the change not yet committed) may have cached it again."""
+    one, the change not yet committed) may have kept it again."""
     keys = [_cache_key(key_hash) for key_hash in key_hashes]
     if keys:
         _delete(keys)
@@ -204,6 +232,7 @@ def _delete(keys: list[str]) -> None:
         cache.delete_many(keys)
     except Exception:  # noqa: BLE001 (a cache that is down holds nothing that could be read either)
         pass
+    NEAR.forget(keys)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -1,12 +1,15 @@
 """Rate limits per endpoint family, counted per tenant (per API key when one is used).
 
-A fixed one-minute window per family and caller, counted with one atomic
-``incr`` in the shared cache (Redis when configured), so every web process
-sees the same count. Every answer of a throttled family carries
-``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
-(epoch seconds); a refusal is a 429 ``RATE_LIMIT_EXCEEDED`` with ``Retry-After``.
+A fixed one-minute window per family and caller, counted with atomic
+increments in the shared cache (Redis when configured), so every web process
+sees the same count; a process reserves a caller's next places in the count
+ahead while the caller is far from its limit (below: places reserved ahead).
+Every answer of a throttled family carries ``X-RateLimit-Limit``,
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (epoch seconds); a refusal
+is a 429 ``RATE_LIMIT_EXCEEDED`` with ``Retry-After``.
 """
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -70,12 +73,70 @@ def _window(family: str, key: str, now: float | None) -> tuple[int, int, int, st
 def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateState]:
     """Count one request of ``key`` in ``family``; returns (allowed, state)."""
     limit, period, reset, cache_key = _window(family, key, now)
-    try:
-        count = _count_one(cache_key, period + 5)
-    except Exception:  # the cache being down must not take the API down with it
-        logger.warning("api.ratelimit.cache_unavailable family=%s", family)
-        return True, RateState(limit, limit, reset)
-    return count <= limit, RateState(limit, limit - count, reset)
+    place = _reservations.take(cache_key, limit)
+    if place is None:
+        size = _reservations.size(cache_key, limit)
+        try:
+            count = _count(cache_key, period + 5, size)
+        except Exception:  # the cache being down must not take the API down with it
+            logger.warning("api.ratelimit.cache_unavailable family=%s", family)
+            return True, RateState(limit, limit, reset)
+        place = _reservations.reserved(cache_key, limit, reset, size, count)
+    return place <= limit, RateState(limit, limit - place, reset)
+
+
+# --- places in the count reserved ahead --------------------------------------------------------------------
+# Each request takes the next place of its caller's window: the window's count after it. A process
+# reserves several places with one increment (INCRBY n) and gives them out from memory, so a caller far from
+# its limit costs a round trip per n requests, not per request. The count in the shared store is never less
+# than the places given, so no more than the limit is ever allowed, across every process. Reservations are
+# ``remaining // RATE_LIMIT_RESERVE_DIVISOR`` places, at most ``RATE_LIMIT_RESERVE_MAX``, at least one:
+# within twice that divisor of the limit, and so at every limit below it (the defaults), each request is
+# counted in the shared store as it comes, exact as before. A place is unique across processes
+# (``X-RateLimit-Remaining`` is the limit less the place), so with several processes the Remaining of
+# successive answers is not always falling: one process gives places out of its reservation while another
+# has reserved further. A window found spent (a place past the limit) is refused from memory until it ends.
+
+
+class _Reservations:
+    def __init__(self):
+        self._held: dict[tuple[str, int], list[int]] = {}  # (window's key, limit) → [last place, places held, reset]
+        self._lock = threading.Lock()
+
+    def take(self, cache_key: str, limit: int) -> int | None:
+        """The next place reserved here, a place past the limit when the window is spent, None when a count is
+        to be made."""
+        with self._lock:
+            held = self._held.get((cache_key, limit))
+            if held is None:
+                return None
+            last, left = held[0], held[1]
+            if left:
+                held[1] = left - 1
+                return last - left + 1
+            return last if last > limit else None
+
+    def size(self, cache_key: str, limit: int) -> int:
+        """How many places the next count reserves: a share of what the window is known to have left."""
+        held = self._held.get((cache_key, limit))
+        left = limit - (held[0] if held else 0)
+        return max(1, min(settings.RATE_LIMIT_RESERVE_MAX, left // settings.RATE_LIMIT_RESERVE_DIVISOR))
+
+    def reserved(self, cache_key: str, limit: int, reset: int, size: int, count: int) -> int:
+        """Keep the places ``count - size + 1`` … ``count`` just reserved; the first is this request's."""
+        with self._lock:
+            if len(self._held) >= 4096:
+                now = time.time()
+                self._held = {name: held for name, held in self._held.items() if held[2] > now}
+            self._held[(cache_key, limit)] = [count, size - 1, reset]
+        return count - size + 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+_reservations = _Reservations()
 
 
 def _redis(backend=None):
@@ -85,11 +146,11 @@ def _redis(backend=None):
     return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
 
 
-# One request counted in its window (INCR; the window's first request sets its end: EXPIRE … NX) and, when a
-# second key is given, that key's value read: one command to Redis, run there as one step. A script costs
-# half the client CPU of the three commands pipelined (redis-py packs, sends and parses each).
+# ``ARGV[2]`` places reserved in the window (INCRBY; the window's first request sets its end: EXPIRE … NX)
+# and, when a second key is given, that key's value read: one command to Redis, run there as one step. A
+# script costs half the client CPU of the three commands pipelined (redis-py packs, sends and parses each).
 COUNT_AND_GET = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
 if KEYS[2] then return {count, redis.call('GET', KEYS[2])} end
 return {count}
@@ -97,41 +158,47 @@ return {count}
 _scripts: dict = {}
 
 
-def _count_and_get(client, name: str, timeout: int, fetch_name: str | None = None) -> list:
+def _count_and_get(client, name: str, timeout: int, size: int, fetch_name: str | None = None) -> list:
     """``[count]``, or ``[count, value]`` with ``fetch_name``: ``COUNT_AND_GET`` run by its SHA (loaded once
     per client and server: redis-py's ``Script`` loads it again when the server answers NOSCRIPT)."""
     script = _scripts.get(client)
     if script is None:
         script = _scripts[client] = client.register_script(COUNT_AND_GET)
-    return script(keys=[name] if fetch_name is None else [name, fetch_name], args=[timeout])
+    return script(keys=[name] if fetch_name is None else [name, fetch_name], args=[timeout, size])
 
 
-def _count_one(cache_key: str, timeout: int) -> int:
-    """The window's count after this request: on Redis one round trip (``COUNT_AND_GET``); elsewhere
-    ``incr``, or ``add`` to start the count."""
+def _count(cache_key: str, timeout: int, size: int) -> int:
+    """The window's count after ``size`` places are reserved: on Redis one round trip (``COUNT_AND_GET``);
+    elsewhere ``incr``, or ``add`` to start the count."""
     client = _redis()
     if client is not None:
-        return _count_and_get(client, cache.make_key(cache_key), timeout)[0]
+        return _count_and_get(client, cache.make_key(cache_key), timeout, size)[0]
     try:
-        return cache.incr(cache_key)
+        return cache.incr(cache_key, size)
     except ValueError:  # no count yet in this window
-        if cache.add(cache_key, 1, timeout=timeout):
-            return 1
-        return cache.incr(cache_key)  # another process started it first
+        if cache.add(cache_key, size, timeout=timeout):
+            return size
+        return cache.incr(cache_key, size)  # another process started it first
 
 
 def get_and_hit(fetch_key: str, family: str | None, key: str) -> tuple[object, tuple[bool, RateState] | None]:
     """The shared cache's value at ``fetch_key`` and, on Redis in the same round trip, one request of ``key``
     counted in ``family`` (None when nothing was counted: not Redis, or no such family). An API key's lookup
-    and its rate count are one round trip this way; the throttle then uses the count (``precounted``)."""
+    and its rate count are one round trip this way; the throttle then uses the count (``precounted``). A
+    place already reserved here is given with the value read alone."""
     backend = caches["default"]  # looked up once (each use of ``cache`` looks it up again)
     client = _redis(backend) if family in settings.API_RATE_LIMITS else None
     if client is None:
         return backend.get(fetch_key), None
     limit, period, reset, cache_key = _window(family, key, None)
-    count, value = _count_and_get(client, backend.make_key(cache_key), period + 5, backend.make_key(fetch_key))
+    place = _reservations.take(cache_key, limit)
+    if place is not None:
+        return backend.get(fetch_key), (place <= limit, RateState(limit, limit - place, reset))
+    size = _reservations.size(cache_key, limit)
+    count, value = _count_and_get(client, backend.make_key(cache_key), period + 5, size, backend.make_key(fetch_key))
+    place = _reservations.reserved(cache_key, limit, reset, size, count)
     kept = None if value is None else backend.client.decode(value)
-    return kept, (count <= limit, RateState(limit, limit - count, reset))
+    return kept, (place <= limit, RateState(limit, limit - place, reset))
 
 
 def view_family(view) -> str | None:

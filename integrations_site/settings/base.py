@@ -301,6 +301,9 @@ TENANT_PLANS = ["free", "starter", "pro", "enterprise"]
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an API key found once is kept in the shared cache (0: looked up on every request).
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
+# On Redis each web process also keeps its own copy as long, forgotten by every process the moment the key or
+# its tenant changes (integrations_site/nearcache.py); false reads the shared cache on every request.
+API_KEY_NEAR_CACHE = env.bool("API_KEY_NEAR_CACHE", default=True)
 
 # --- Checks and polling ----------------------------------------------------------
 HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)
@@ -355,6 +358,11 @@ OAUTH_CALLBACK_URL = env("OAUTH_CALLBACK_URL", default="http://127.0.0.1:8000/ap
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=900)
 
 # --- Rate limits (per tenant, or per API key), overridable per family ------------------
+# A process reserves up to RATE_LIMIT_RESERVE_MAX places of a caller's count at once, remaining // DIVISOR of
+# them (integrations_site/api/throttles.py): at any limit under 2 * DIVISOR (the defaults below among them), and
+# within that of any limit, every request is counted in the shared cache as it comes, as with RESERVE_MAX 1.
+RATE_LIMIT_RESERVE_MAX = env.int("RATE_LIMIT_RESERVE_MAX", default=64)
+RATE_LIMIT_RESERVE_DIVISOR = env.int("RATE_LIMIT_RESERVE_DIVISOR", default=256)
 API_RATE_LIMITS = {
     "providers": env("RATE_LIMIT_PROVIDERS", default="100/min"),
     "integrations": env("RATE_LIMIT_INTEGRATIONS", default="200/min"),

@@ -7,6 +7,7 @@ The "search" family is configured (RATE_LIMIT_SEARCH) but has no endpoint yet,
 so it has no test here.
 """
 import time
+import uuid
 
 import pytest
 
@@ -266,6 +267,116 @@ def test_an_api_key_request_reads_its_key_and_counts_itself_in_one_round_trip(li
         assert len(sent) == 1
     assert_headers(api.get(f"/api/v1/integrations/{integration.pk}/"), limit=3, remaining=0)
     assert_throttled(api.get(f"/api/v1/integrations/{integration.pk}/"), limit=3)
+
+
+def test_an_api_key_far_from_its_limit_costs_no_round_trip_once_its_key_is_kept_here(limits, tenant, integration,
+                                                                                    monkeypatch):
+    """This process's copy of the key (integrations_site/nearcache.py) and the places reserved ahead: on Redis
+    most requests of a busy key make no round trip at all; the answers are the same."""
+    from django.core.cache import caches
+    from django_redis.cache import RedisCache
+    from redis.connection import AbstractConnection
+    from rest_framework.test import APIClient
+
+    from tenants.authentication import NEAR
+
+    limits(integrations=GENEROUS)
+    _, raw = api_key_create(actor=SYSTEM, tenant=tenant, name="busy", role=Role.MEMBER.value)
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=raw)
+    on_redis = isinstance(caches["default"], RedisCache)
+    assert NEAR.wait_listening() is on_redis
+    assert api.get(f"/api/v1/integrations/{integration.pk}/").status_code == 200  # kept here, places reserved
+    sent = []
+    send = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, check_health=True: sent.append(command) or send(self, command,
+                                                                                          check_health))
+    for n in range(2, 12):
+        answer = api.get(f"/api/v1/integrations/{integration.pk}/")
+        assert answer.status_code == 200 and answer.json()["id"] == str(integration.pk)
+        assert_headers(answer, limit=100000, remaining=100000 - n)
+    if on_redis:
+        assert sent == []
+
+
+def test_places_are_reserved_ahead_far_from_the_limit_and_each_is_unique_across_processes(settings, monkeypatch):
+    """Far from the limit a process reserves up to RATE_LIMIT_RESERVE_MAX places with one count; another
+    process reserves the next ones: each answer's Remaining is its own place, on every cache."""
+    from django.core.cache import cache
+
+    from integrations_site.api import throttles
+
+    limit = 100_000
+    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "integrations": f"{limit}/min"}
+    key = f"test:{uuid.uuid4().hex}"
+    fresh_window()
+    stored = throttles._window("integrations", key, None)[3]
+    first = [throttles.hit("integrations", key)[1].remaining for _ in range(100)]
+    assert first == list(range(limit - 1, limit - 101, -1))  # one process: exact, as if counted one by one
+    assert cache.get(stored) == 2 * settings.RATE_LIMIT_RESERVE_MAX  # two counts made, for 100 requests
+
+    mine = throttles._reservations
+    monkeypatch.setattr(throttles, "_reservations", throttles._Reservations())  # another process
+    assert throttles.hit("integrations", key)[1].remaining == limit - 129  # past every place reserved so far
+    monkeypatch.setattr(throttles, "_reservations", mine)
+    assert throttles.hit("integrations", key)[1].remaining == limit - 101  # the next of its own
+
+
+def test_near_the_limit_every_request_is_counted_and_two_processes_allow_exactly_the_limit(settings, monkeypatch):
+    """Two processes answering a caller in turn: every place up to the limit is given once, none past it."""
+    from django.core.cache import cache
+
+    from integrations_site.api import throttles
+
+    limit = 1000  # reservations of 3 places, then 2, then (the last 512) every request counted as it comes
+    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "integrations": f"{limit}/min"}
+    key = f"test:{uuid.uuid4().hex}"
+    fresh_window()
+    processes = [throttles._Reservations(), throttles._Reservations()]
+    answers = []
+    for n in range(1500):
+        monkeypatch.setattr(throttles, "_reservations", processes[n % 2])
+        answers.append(throttles.hit("integrations", key))
+    allowed = [state.remaining for ok, state in answers if ok]
+    assert len(allowed) == limit
+    assert sorted(allowed) == list(range(limit))  # each allowed request had a place of its own
+    assert all(state.headers()["X-RateLimit-Remaining"] == "0" for ok, state in answers if not ok)
+    assert limit < cache.get(throttles._window("integrations", key, None)[3]) <= limit + 2
+
+
+def test_a_spent_window_is_refused_from_memory_until_it_ends(settings, monkeypatch):
+    from integrations_site.api import throttles
+
+    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "integrations": "1/min"}
+    key = f"test:{uuid.uuid4().hex}"
+    fresh_window()
+    counts = []
+    count = throttles._count
+    monkeypatch.setattr(throttles, "_count", lambda *args: counts.append(args) or count(*args))
+    assert throttles.hit("integrations", key)[0] is True
+    assert throttles.hit("integrations", key)[0] is False  # the count that finds the window spent
+    for _ in range(5):
+        allowed, state = throttles.hit("integrations", key)
+        assert allowed is False and state.headers()["X-RateLimit-Remaining"] == "0"
+    assert len(counts) == 2
+    now = time.time()
+    assert throttles.hit("integrations", key, now=now + 60)[0] is True  # the next window opens again
+    assert len(counts) == 3
+
+
+def test_reservations_off_count_every_request_in_the_shared_cache(settings):
+    from django.core.cache import cache
+
+    from integrations_site.api import throttles
+
+    settings.RATE_LIMIT_RESERVE_MAX = 1
+    settings.API_RATE_LIMITS = {**settings.API_RATE_LIMITS, "integrations": "10000/min"}
+    key = f"test:{uuid.uuid4().hex}"
+    fresh_window()
+    for _ in range(5):
+        throttles.hit("integrations", key)
+    assert cache.get(throttles._window("integrations", key, None)[3]) == 5
 
 
 def test_a_refused_request_still_counts_so_hammering_does_not_reopen_the_window(client_for, limits, integration):

@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis
 from django.conf import settings
 from django.utils import timezone
 
@@ -78,7 +79,7 @@ def test_the_production_settings_serve_webhooks_tests_and_refreshes_through_real
     tenant, provider, admin_client_api, oauth_integration, oauth_server, production, switchable_server
 ):
     stack = production
-    _, key = api_key_create(actor=SYSTEM, tenant=tenant, name="ops", role=Role.TENANT_ADMIN)
+    api_key, key = api_key_create(actor=SYSTEM, tenant=tenant, name="ops", role=Role.TENANT_ADMIN)
 
     # Production really is on: plain HTTP is sent to HTTPS, and errors are still the envelope.
     status, _ = stack.request("GET", "/api/v1/catalog/", headers={"X-API-Key": key})
@@ -147,3 +148,23 @@ def test_the_production_settings_serve_webhooks_tests_and_refreshes_through_real
     assert len(oauth_server.refresh_calls()) == 1
     time.sleep(0.2)
     stack.assert_running()
+
+    # --- an API key revoked in one web worker is refused at once by every one ----------------------
+    # Each worker keeps its own copy of the key (integrations_site/nearcache.py) and listens for changes.
+    detail = f"/api/v1/integrations/{checked.pk}/"
+    listening = redis.Redis.from_url(stack.redis_url)
+
+    def both_listen() -> bool:  # a worker starts listening at its first request with a key
+        assert call(stack, "GET", detail, key)[0] == 200
+        return dict(listening.pubsub_numsub("auth:api-key:forget"))[b"auth:api-key:forget"] == 2
+
+    wait_until(both_listen, WAIT, "both gunicorn workers to listen for forgotten keys", stack)
+    for _ in range(12):
+        assert call(stack, "GET", detail, key)[0] == 200
+    _, admin_key = api_key_create(actor=SYSTEM, tenant=tenant, name="admin", role=Role.TENANT_ADMIN)
+    status, text = stack.request("DELETE", f"/api/v1/api-keys/{api_key.pk}/", headers={**BEHIND_TLS,
+                                                                                       "X-API-Key": admin_key})
+    assert status == 204, text
+    for _ in range(12):
+        status, body = call(stack, "GET", detail, key)
+        assert status == 401 and "revoked" in body["error"]["message"], body

@@ -1,0 +1,187 @@
+"""Copies of shared-cache entries kept in each process's memory, forgotten by every process when one changes.
+
+A record read on nearly every request and changed seldom (an API key's, with its tenant) costs a round
+trip to Redis each time it is read from the shared cache. A ``NearCache`` keeps this process's own copy
+instead, for as long as the shared entry lives (``timeout``), and forgets it the moment any process says
+so: ``forget(names)`` drops the copies here and publishes the names on a Redis channel that a thread of
+every process listens to.
+
+What keeps a forgotten copy from being given again:
+
+- No copy is given while this process's listener is not subscribed (starting, or its connection lost:
+  every copy is dropped then), nor while a message waits unread on its connection (it is checked, one
+  ``poll`` with no wait, before each copy is given): such a read goes to the shared cache, as it would
+  without a near cache.
+- A copy read from the shared cache is kept only if no ``forget`` arrived since the read began
+  (``generation``): a read that raced a change keeps nothing.
+- A silent connection is found by a ping every ``PING_SECONDS``; no answer within three of them is a
+  lost connection.
+
+Only a change made past the ORM (SQL, ``update()``), which forgets nothing, waits: until the copy ends,
+at most twice the entry's ``timeout`` after the change. Without Redis there is no channel, and nothing is
+kept: every read goes to the shared cache.
+"""
+import json
+import logging
+import os
+import pickle
+import select
+import threading
+import time
+
+from django.core.cache import caches
+from django_redis.cache import RedisCache
+
+logger = logging.getLogger("integrations_site.nearcache")
+
+PING_SECONDS = 5.0
+RETRY_SECONDS = 1.0
+
+
+def _redis():
+    backend = caches["default"]
+    return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
+
+
+class NearCache:
+    def __init__(self, channel: str, max_entries: int = 10_000):
+        self.channel = channel
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[bytes, float]] = {}
+        self._generation = 0
+        self._pid: int | None = None
+        self._socket = None  # the listener's connection while it is subscribed
+        self._busy = False  # the listener is reading or applying messages
+        self._lock = threading.Lock()
+
+    # --- reading and keeping ---------------------------------------------------------------------------------
+
+    def get(self, name: str):
+        """This process's copy of ``name``, None when there is none it may give. Each call gives an object of
+        its own (kept pickled, as the shared cache keeps it): what one request does to it, another never sees."""
+        if not self._trusted():
+            return None
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            self._entries.pop(name, None)
+            return None
+        return pickle.loads(entry[0])
+
+    def generation(self) -> int | None:
+        """Taken before a read of the shared cache and handed to ``put``; None when nothing can be kept."""
+        return self._generation if self._trusted() else None
+
+    def put(self, name: str, value, timeout: float, generation: int | None) -> None:
+        """Keep ``value`` as ``name``'s copy, unless a ``forget`` arrived since ``generation`` was taken."""
+        with self._lock:
+            if generation is None or generation != self._generation or self._socket is None:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[name] = (pickle.dumps(value, pickle.HIGHEST_PROTOCOL), time.monotonic() + timeout)
+
+    def forget(self, names: list[str]) -> None:
+        """Drop ``names`` here, and in every other process by a message on the channel."""
+        names = list(names)
+        self._drop(names)
+        client = _redis()
+        if client is not None:
+            try:
+                client.publish(self.channel, json.dumps(names))
+            except Exception:  # noqa: BLE001 (a Redis that is down has no listener to tell either)
+                logger.error("nearcache.forget.unpublished channel=%s names=%d", self.channel, len(names))
+
+    def wait_listening(self, timeout: float = 5.0) -> bool:
+        """True once this process's listener is subscribed (for tests and the first request of a process)."""
+        deadline = time.monotonic() + timeout
+        while not self._trusted():
+            if time.monotonic() > deadline or _redis() is None:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _drop(self, names=None) -> None:
+        with self._lock:
+            self._generation += 1
+            if names is None:
+                self._entries.clear()
+            else:
+                for name in names:
+                    self._entries.pop(name, None)
+
+    def _trusted(self) -> bool:
+        """Subscribed, in this process (a forked child starts its own listener), nothing unread or being read.
+
+        The connection is asked first, then whether the listener is reading: a message read off the
+        connection after the first question keeps ``_busy`` set until it has been applied."""
+        if self._pid != os.getpid():
+            self._start()
+            return False
+        sock = self._socket
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            unread = poller.poll(0)
+        except (OSError, ValueError):  # closed meanwhile by the listener
+            return False
+        return not unread and not self._busy
+
+    # --- the listener ----------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            self._pid, self._socket, self._busy = pid, None, False
+            self._entries.clear()
+            if _redis() is None:
+                return
+            threading.Thread(target=self._listen, args=(pid,), name="nearcache-listener", daemon=True).start()
+
+    def _listen(self, pid: int) -> None:
+        while self._pid == pid:
+            pubsub = None
+            try:
+                pubsub = _redis().pubsub()
+                pubsub.subscribe(self.channel)
+                sock = pubsub.connection._sock
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                heard = pinged = time.monotonic()
+                while self._pid == pid:
+                    ready = poller.poll(1000)
+                    now = time.monotonic()
+                    if not ready:
+                        if now - heard > 3 * PING_SECONDS:
+                            raise ConnectionError(f"no answer on {self.channel} for {now - heard:.0f} s")
+                        if now - pinged > PING_SECONDS:
+                            pubsub.ping()
+                            pinged = now
+                        continue
+                    heard = now
+                    self._busy = True
+                    try:
+                        while (message := pubsub.get_message(timeout=0)) is not None:
+                            if message["type"] == "subscribe":
+                                self._drop()
+                                self._socket = sock
+                            elif message["type"] == "message":
+                                self._drop(json.loads(message["data"]))
+                    finally:
+                        self._busy = False
+            except Exception as exc:  # noqa: BLE001 (the listener starts again; meanwhile no copy is given)
+                logger.warning("nearcache.listener.lost channel=%s error=%s", self.channel, exc)
+            finally:
+                self._socket = None
+                self._drop()
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            time.sleep(RETRY_SECONDS)
