@@ -1,9 +1,13 @@
 """Reads that more than one caller needs, and the one credential lookup every part of the app uses."""
+import uuid
 from datetime import timedelta
 
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, FilteredRelation, OuterRef, Prefetch, Q
 from django.utils import timezone
 
+from integrations_site.nearcache import PostgresNearCache
 from integrations_site.prepared import Prepared
 
 from .models import ConnectionCheck, Credential, Integration
@@ -116,6 +120,30 @@ TENANT_INTEGRATION_TOTAL = Prepared(
 TENANT_INTEGRATION = Prepared(
     lambda columns, tenant, pk: _tenant_integration_rows(columns, tenant).filter(pk=pk), ids=("tenant", "pk")
 )
+
+# On PostgreSQL each web process keeps the rows it read for one integration, forgotten the moment a write to
+# the integration, its credentials or its provider commits, whoever made it (triggers notify
+# ``ih_integration_changed``: migration connections/0011; integrations_site/nearcache.py).
+INTEGRATION_COPIES = PostgresNearCache("ih_integration_changed")
+INTEGRATION_COPY_SECONDS = 300
+
+
+def tenant_integration_rows(columns: tuple, tenant, pk) -> list[dict]:
+    """``TENANT_INTEGRATION``'s rows of integration ``pk`` of ``tenant``: this process's copy when it has one.
+
+    Never inside a transaction, which may have written the row (its change is notified only when it commits).
+    Raises ValueError when ``pk`` is no UUID."""
+    if not settings.INTEGRATION_NEAR_CACHE or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        return TENANT_INTEGRATION.rows(columns, limit=1, tenant=tenant, pk=pk)
+    name, shape = str(uuid.UUID(str(pk))), (columns, str(tenant))
+    copy = INTEGRATION_COPIES.get(name)
+    if copy is not None and copy[0] == shape:
+        return copy[1]
+    generation = INTEGRATION_COPIES.generation()
+    rows = TENANT_INTEGRATION.rows(columns, limit=1, tenant=tenant, pk=pk)
+    if rows:
+        INTEGRATION_COPIES.put(name, (shape, rows), INTEGRATION_COPY_SECONDS, generation)
+    return rows
 
 
 def credential_summary(row: dict) -> dict | None:

@@ -30,12 +30,15 @@ import threading
 import time
 
 from django.core.cache import caches
+from django.db import connections
 from django_redis.cache import RedisCache
 
 logger = logging.getLogger("integrations_site.nearcache")
 
 PING_SECONDS = 5.0
 RETRY_SECONDS = 1.0
+SUBSCRIBED, FORGET, HEARD = "subscribed", "forget", "heard"
+ALL = "*"  # a forget of this name forgets every copy
 
 
 def _redis():
@@ -53,6 +56,8 @@ class NearCache:
         self._socket = None  # the listener's connection while it is subscribed
         self._busy = False  # the listener is reading or applying messages
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
 
     # --- reading and keeping ---------------------------------------------------------------------------------
 
@@ -86,21 +91,24 @@ class NearCache:
         """Drop ``names`` here, and in every other process by a message on the channel."""
         names = list(names)
         self._drop(names)
-        client = _redis()
-        if client is not None:
-            try:
-                client.publish(self.channel, json.dumps(names))
-            except Exception:  # noqa: BLE001 (a Redis that is down has no listener to tell either)
-                logger.error("nearcache.forget.unpublished channel=%s names=%d", self.channel, len(names))
+        self._publish(names)
 
     def wait_listening(self, timeout: float = 5.0) -> bool:
         """True once this process's listener is subscribed (for tests and the first request of a process)."""
         deadline = time.monotonic() + timeout
         while not self._trusted():
-            if time.monotonic() > deadline or _redis() is None:
+            if time.monotonic() > deadline or not self._available():
                 return False
             time.sleep(0.01)
         return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening and keep nothing from now on (a test run, before its database is dropped)."""
+        self._stopped = True
+        self._pid = None
+        self._drop()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _drop(self, names=None) -> None:
         with self._lock:
@@ -117,7 +125,8 @@ class NearCache:
         The connection is asked first, then whether the listener is reading: a message read off the
         connection after the first question keeps ``_busy`` set until it has been applied."""
         if self._pid != os.getpid():
-            self._start()
+            if not self._stopped:
+                self._start()
             return False
         sock = self._socket
         if sock is None:
@@ -139,19 +148,18 @@ class NearCache:
                 return
             self._pid, self._socket, self._busy = pid, None, False
             self._entries.clear()
-            if _redis() is None:
+            if not self._available():
                 return
-            threading.Thread(target=self._listen, args=(pid,), name="nearcache-listener", daemon=True).start()
+            self._thread = threading.Thread(target=self._listen, args=(pid,), name="nearcache-listener", daemon=True)
+            self._thread.start()
 
     def _listen(self, pid: int) -> None:
         while self._pid == pid:
-            pubsub = None
+            handle = None
             try:
-                pubsub = _redis().pubsub()
-                pubsub.subscribe(self.channel)
-                sock = pubsub.connection._sock
+                handle, fd = self._connect()
                 poller = select.poll()
-                poller.register(sock, select.POLLIN)
+                poller.register(fd, select.POLLIN)
                 heard = pinged = time.monotonic()
                 while self._pid == pid:
                     ready = poller.poll(1000)
@@ -160,28 +168,99 @@ class NearCache:
                         if now - heard > 3 * PING_SECONDS:
                             raise ConnectionError(f"no answer on {self.channel} for {now - heard:.0f} s")
                         if now - pinged > PING_SECONDS:
-                            pubsub.ping()
                             pinged = now
+                            heard = self._applying(self._ping, handle, fd) or heard
                         continue
                     heard = now
-                    self._busy = True
-                    try:
-                        while (message := pubsub.get_message(timeout=0)) is not None:
-                            if message["type"] == "subscribe":
-                                self._drop()
-                                self._socket = sock
-                            elif message["type"] == "message":
-                                self._drop(json.loads(message["data"]))
-                    finally:
-                        self._busy = False
+                    self._applying(self._receive, handle, fd)
             except Exception as exc:  # noqa: BLE001 (the listener starts again; meanwhile no copy is given)
                 logger.warning("nearcache.listener.lost channel=%s error=%s", self.channel, exc)
             finally:
                 self._socket = None
                 self._drop()
-                if pubsub is not None:
+                if handle is not None:
                     try:
-                        pubsub.close()
+                        handle.close()
                     except Exception:  # noqa: BLE001
                         pass
-            time.sleep(RETRY_SECONDS)
+            if self._pid == pid:
+                time.sleep(RETRY_SECONDS)
+
+    def _applying(self, read, handle, fd) -> float | None:
+        """What ``read(handle)`` gives, applied with ``_busy`` set; the time when it says the server answered."""
+        heard = None
+        self._busy = True
+        try:
+            for event, names in read(handle):
+                if event == SUBSCRIBED:
+                    self._drop()
+                    self._socket = fd
+                elif event == FORGET:
+                    self._drop(None if ALL in names else names)
+                heard = time.monotonic()
+        finally:
+            self._busy = False
+        return heard
+
+    # --- the channel: a Redis channel here, PostgreSQL's LISTEN in ``PostgresNearCache`` ---------------------
+
+    def _available(self) -> bool:
+        return _redis() is not None
+
+    def _connect(self):
+        """(handle, file descriptor) of a new connection listening on the channel."""
+        pubsub = _redis().pubsub()
+        pubsub.subscribe(self.channel)
+        return pubsub, pubsub.connection._sock
+
+    def _receive(self, pubsub):
+        """The events read off the connection: (SUBSCRIBED, None), (FORGET, names) or (HEARD, None)."""
+        while (message := pubsub.get_message(timeout=0)) is not None:
+            if message["type"] == "subscribe":
+                yield SUBSCRIBED, None
+            elif message["type"] == "message":
+                yield FORGET, json.loads(message["data"])
+            else:
+                yield HEARD, None
+
+    def _ping(self, pubsub):
+        pubsub.ping()  # the answer comes as a message
+        return ()
+
+    def _publish(self, names: list[str]) -> None:
+        client = _redis()
+        if client is not None:
+            try:
+                client.publish(self.channel, json.dumps(names))
+            except Exception:  # noqa: BLE001 (the copies elsewhere end with their timeout)
+                logger.error("nearcache.forget.unpublished channel=%s names=%d", self.channel, len(names))
+
+
+class PostgresNearCache(NearCache):
+    """A ``NearCache`` told by PostgreSQL: the channel is a ``LISTEN``, and what is forgotten is notified by
+    triggers on the tables the copies are read from (``NOTIFY`` on commit, so a change is never heard before
+    it can be read; ``*`` forgets everything). Every write is seen, the ORM's and any other. Only on
+    PostgreSQL; elsewhere nothing is kept."""
+
+    def _available(self) -> bool:
+        return connections["default"].vendor == "postgresql"
+
+    def _connect(self):
+        wrapper = connections["default"]
+        conn = wrapper.get_new_connection(wrapper.get_connection_params())
+        conn.autocommit = True
+        conn.execute(f"LISTEN {self.channel}")
+        self._drop()
+        self._socket = conn.fileno()  # listening from here on: LISTEN has been answered
+        return conn, conn.fileno()
+
+    def _receive(self, conn):
+        notified = [notify.payload for notify in conn.notifies(timeout=0)]
+        return [(FORGET, notified)] if notified else [(HEARD, None)]
+
+    def _ping(self, conn):
+        conn.execute("SELECT 1")  # what was notified meanwhile is kept by psycopg for ``notifies``
+        return [*self._receive(conn), (HEARD, None)]
+
+    def _publish(self, names: list[str]) -> None:
+        pass  # the triggers tell every process, this one included, when the change commits

@@ -24,6 +24,16 @@ from tests.connections.factories import IntegrationFactory
 from tests.tenants.factories import MembershipFactory, TenantFactory, UserFactory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def copies_listeners_stopped(django_db_setup):
+    """The test database is dropped at the end of the run: the listener of the integrations' copies
+    (a PostgreSQL connection of its own, connections.selectors) is stopped first."""
+    yield
+    from connections.selectors import INTEGRATION_COPIES
+
+    INTEGRATION_COPIES.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     """The embedded pass (SQLite) leaves out the tests of a database server's own behaviour; the
     postgres pass leaves out those that run the embedded default themselves (they would run it

@@ -304,6 +304,9 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=10)
 # On Redis each web process also keeps its own copy as long, forgotten by every process the moment the key or
 # its tenant changes (integrations_site/nearcache.py); false reads the shared cache on every request.
 API_KEY_NEAR_CACHE = env.bool("API_KEY_NEAR_CACHE", default=True)
+# On PostgreSQL each web process keeps the rows an integration's detail answers from, forgotten the moment a
+# write to them commits (triggers and LISTEN: connections/selectors.py); false reads them on every request.
+INTEGRATION_NEAR_CACHE = env.bool("INTEGRATION_NEAR_CACHE", default=True)
 
 # --- Checks and polling ----------------------------------------------------------
 HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)

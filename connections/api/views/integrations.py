@@ -70,8 +70,7 @@ ASYNC_PARAM = OpenApiParameter(
 def tenant_integration(ctx, pk) -> dict | None:
     """The answer of the caller's tenant's integration ``pk``, None when there is none: the detail's read,
     for the view and for its direct read (``integrations_site/api/direct.py``)."""
-    return _integration_answer(lambda columns: selectors.TENANT_INTEGRATION.rows(
-        tuple(columns), limit=1, tenant=ctx.tenant.pk, pk=pk))
+    return _integration_answer(lambda columns: selectors.tenant_integration_rows(tuple(columns), ctx.tenant.pk, pk))
 
 
 def _integration_answer(fetch) -> dict | None:
