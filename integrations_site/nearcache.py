@@ -39,6 +39,7 @@ PING_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 SUBSCRIBED, FORGET, HEARD = "subscribed", "forget", "heard"
 ALL = "*"  # a forget of this name forgets every copy
+APPLICATION_NAME = "nearcache"  # the listeners' PostgreSQL connections, as pg_stat_activity shows them
 
 
 def _redis():
@@ -247,7 +248,7 @@ class PostgresNearCache(NearCache):
 
     def _connect(self):
         wrapper = connections["default"]
-        conn = wrapper.get_new_connection(wrapper.get_connection_params())
+        conn = wrapper.get_new_connection({**wrapper.get_connection_params(), "application_name": APPLICATION_NAME})
         conn.autocommit = True
         conn.execute(f"LISTEN {self.channel}")
         self._drop()

@@ -16,12 +16,14 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from connections.models import ConnectionCheck, Credential, UsageDaily
+from connections.models import ConnectionCheck, Credential, Integration, UsageDaily
 from connections.tasks import refresh_oauth_tokens
+from integrations_site.nearcache import APPLICATION_NAME
 from tenants.choices import Role
 from tenants.services import api_key_create
 from tests.connections.factories import IntegrationFactory
@@ -161,6 +163,16 @@ def test_the_production_settings_serve_webhooks_tests_and_refreshes_through_real
     wait_until(both_listen, WAIT, "both gunicorn workers to listen for forgotten keys", stack)
     for _ in range(12):
         assert call(stack, "GET", detail, key)[0] == 200
+
+    # --- an integration changed by another process, past the ORM, is answered changed at once -----
+    # Both workers now keep the detail's rows (connections.selectors.INTEGRATION_COPIES, on PostgreSQL).
+    if connection.vendor == "postgresql":
+        wait_until(lambda: _listeners(stack) == 2, WAIT, "both gunicorn workers to LISTEN for changed rows", stack)
+    Integration.objects.filter(pk=checked.pk).update(name="Renamed past the ORM")
+    for _ in range(12):
+        status, body = call(stack, "GET", detail, key)
+        assert status == 200 and body["name"] == "Renamed past the ORM", body
+
     _, admin_key = api_key_create(actor=SYSTEM, tenant=tenant, name="admin", role=Role.TENANT_ADMIN)
     status, text = stack.request("DELETE", f"/api/v1/api-keys/{api_key.pk}/", headers={**BEHIND_TLS,
                                                                                        "X-API-Key": admin_key})
@@ -168,3 +180,11 @@ def test_the_production_settings_serve_webhooks_tests_and_refreshes_through_real
     for _ in range(12):
         status, body = call(stack, "GET", detail, key)
         assert status == 401 and "revoked" in body["error"]["message"], body
+
+
+def _listeners(stack) -> int:
+    """The server's connections (the test database's) that LISTEN for changed integration rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name = %s", [APPLICATION_NAME])
+        return cursor.fetchone()[0]
