@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, FilteredRelation, OuterRef, Prefetch, Q
 from django.utils import timezone
 
-from integrations_site.nearcache import PostgresNearCache
+from integrations_site.nearcache import ALL, PostgresNearCache
 from integrations_site.prepared import Prepared
 
 from .models import ConnectionCheck, Credential, Integration
@@ -126,6 +126,26 @@ TENANT_INTEGRATION = Prepared(
 # ``ih_integration_changed``: migration connections/0011; integrations_site/nearcache.py).
 INTEGRATION_COPIES = PostgresNearCache("ih_integration_changed")
 INTEGRATION_COPY_SECONDS = 300
+
+
+COPIED_TABLES = ("connections_integration", "connections_credential", "catalog_integrationprovider")
+
+
+def forget_written_copies(execute, sql, params, many, context):
+    """A database connection's execute wrapper: a write to ``COPIED_TABLES`` made in this process forgets its
+    copies before it runs, so this process reads its own writes at once; every other process forgets them
+    when the write commits and is notified."""
+    head = sql[:96]
+    if head.startswith(("UPDATE", "INSERT", "DELETE")) and any(table in head for table in COPIED_TABLES):
+        INTEGRATION_COPIES.forget([ALL])
+    return execute(sql, params, many, context)
+
+
+def watch_writes(sender, connection, **kwargs) -> None:
+    """On each new PostgreSQL connection (``connection_created``): ``forget_written_copies`` wraps its cursors.
+    First in the list, so that ``execute_wrapper()`` blocks open at the time still pop their own."""
+    if connection.vendor == "postgresql" and forget_written_copies not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, forget_written_copies)
 
 
 def tenant_integration_rows(columns: tuple, tenant, pk) -> list[dict]:

@@ -39,7 +39,7 @@ PING_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 SUBSCRIBED, FORGET, HEARD = "subscribed", "forget", "heard"
 ALL = "*"  # a forget of this name forgets every copy
-APPLICATION_NAME = "nearcache"  # the listeners' PostgreSQL connections, as pg_stat_activity shows them
+APPLICATION_NAME = "nearcache"  # the listeners' PostgreSQL connections in pg_stat_activity: nearcache:<pid>
 
 
 def _redis():
@@ -114,7 +114,7 @@ class NearCache:
     def _drop(self, names=None) -> None:
         with self._lock:
             self._generation += 1
-            if names is None:
+            if names is None or ALL in names:
                 self._entries.clear()
             else:
                 for name in names:
@@ -197,7 +197,7 @@ class NearCache:
                     self._drop()
                     self._socket = fd
                 elif event == FORGET:
-                    self._drop(None if ALL in names else names)
+                    self._drop(names)
                 heard = time.monotonic()
         finally:
             self._busy = False
@@ -248,7 +248,8 @@ class PostgresNearCache(NearCache):
 
     def _connect(self):
         wrapper = connections["default"]
-        conn = wrapper.get_new_connection({**wrapper.get_connection_params(), "application_name": APPLICATION_NAME})
+        conn = wrapper.get_new_connection({**wrapper.get_connection_params(),
+                                           "application_name": f"{APPLICATION_NAME}:{os.getpid()}"})
         conn.autocommit = True
         conn.execute(f"LISTEN {self.channel}")
         self._drop()

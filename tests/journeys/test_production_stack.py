@@ -9,6 +9,7 @@ and processed by the worker; a connection test runs in the web process and, queu
 an OAuth token about to expire is refreshed by the worker against a real authorization server.
 """
 import json
+import os
 import secrets
 import time
 from datetime import timedelta
@@ -183,8 +184,9 @@ def test_the_production_settings_serve_webhooks_tests_and_refreshes_through_real
 
 
 def _listeners(stack) -> int:
-    """The server's connections (the test database's) that LISTEN for changed integration rows."""
+    """The connections to the test database that LISTEN for changed integration rows, this process's aside."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND application_name = %s", [APPLICATION_NAME])
+                       "AND application_name LIKE %s AND application_name <> %s",
+                       [f"{APPLICATION_NAME}:%", f"{APPLICATION_NAME}:{os.getpid()}"])
         return cursor.fetchone()[0]

@@ -1,7 +1,8 @@
 """Each web process's copies of the rows an integration's detail answers from (connections.selectors,
 ``INTEGRATION_COPIES``): on PostgreSQL kept outside transactions and forgotten the moment a write to the
-integration, its credential or its provider commits, whoever made it (the ORM, ``update()``, raw SQL);
-on SQLite never kept, so every detail reads the table, as before.
+integration, its credential or its provider commits, whoever made it (the ORM, ``update()``, raw SQL,
+another process), and by this process's own writes before they run; on SQLite never kept, so every
+detail reads the table, as before.
 
 Transactional tests: a change is notified only when it commits.
 """
@@ -12,12 +13,12 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from audit.services import SYSTEM
-from catalog.models import IntegrationProvider
 from connections.models import Credential, Integration
 from connections.selectors import INTEGRATION_COPIES
 from tenants.choices import Role
 from tenants.services import api_key_create
 from tests.connections.factories import IntegrationFactory
+from tests.helpers import current_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,46 +60,68 @@ def kept(api, integration, django_assert_num_queries) -> dict:
     return first
 
 
-def test_a_kept_detail_is_read_again_after_an_update_past_the_orm(tenant, provider, reader,
-                                                                  django_assert_num_queries):
+def elsewhere(sql: str, params: list) -> None:
+    """``sql`` run and committed as another process would: on PostgreSQL on a connection Django knows nothing
+    of, so only the notification tells this process; on SQLite (nothing kept) on Django's."""
+    if POSTGRES:
+        import psycopg
+
+        with psycopg.connect(current_database_url(), autocommit=True) as other:
+            other.execute(sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def stored(obj):
+    """``obj``'s primary key as its database stores it."""
+    return obj._meta.pk.get_db_prep_value(obj.pk, connection)
+
+
+def test_this_process_reads_its_own_update_past_the_orm_at_once(tenant, provider, reader,
+                                                               django_assert_num_queries):
     integration = IntegrationFactory(tenant=tenant, provider=provider, name="Before")
     assert kept(reader, integration, django_assert_num_queries)["name"] == "Before"
-    Integration.objects.filter(pk=integration.pk).update(name="After")  # no signal: only the trigger sees it
-    if POSTGRES:
-        assert forgotten(integration)
+    Integration.objects.filter(pk=integration.pk).update(name="After")  # no signal; the write itself forgets
     assert detail(reader, integration)["name"] == "After"
 
 
-def test_raw_sql_and_a_credential_change_are_seen_too(tenant, provider, reader, django_assert_num_queries):
+def test_another_process_s_credential_change_is_notified(tenant, provider, reader, django_assert_num_queries):
     integration = IntegrationFactory(tenant=tenant, provider=provider, name="Raw")
     Credential.objects.create(tenant=tenant, integration=integration, type="bearer", payload={"token": "t" * 20},
                               hint="tttt")
     assert kept(reader, integration, django_assert_num_queries)["credential"]["hint"] == "tttt"
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE connections_credential SET hint = %s WHERE integration_id = %s",
-                       ["zzzz", str(integration.pk) if POSTGRES else integration.pk.hex])  # as each stores it
+    elsewhere("UPDATE connections_credential SET hint = %s WHERE integration_id = %s", ["zzzz", stored(integration)])
     if POSTGRES:
         assert forgotten(integration)
     assert detail(reader, integration)["credential"]["hint"] == "zzzz"
 
 
-def test_a_provider_change_forgets_every_copy(tenant, provider, reader, django_assert_num_queries):
+def test_another_process_s_provider_change_forgets_every_copy(tenant, provider, reader, django_assert_num_queries):
     one = IntegrationFactory(tenant=tenant, provider=provider, name="One")
     two = IntegrationFactory(tenant=tenant, provider=provider, name="Two")
     kept(reader, one, django_assert_num_queries)
     kept(reader, two, django_assert_num_queries)
-    IntegrationProvider.objects.filter(pk=provider.pk).update(display_name="Renamed provider")
+    elsewhere("UPDATE catalog_integrationprovider SET display_name = %s WHERE id = %s",
+              ["Renamed provider", stored(provider)])
     if POSTGRES:
         assert forgotten(one) and forgotten(two)
     assert detail(reader, one)["provider_name"] == detail(reader, two)["provider_name"] == "Renamed provider"
+
+
+def test_another_process_s_integration_update_is_notified(tenant, provider, reader, django_assert_num_queries):
+    integration = IntegrationFactory(tenant=tenant, provider=provider, name="Mine")
+    kept(reader, integration, django_assert_num_queries)
+    elsewhere("UPDATE connections_integration SET name = %s WHERE id = %s", ["Theirs", stored(integration)])
+    if POSTGRES:
+        assert forgotten(integration)
+    assert detail(reader, integration)["name"] == "Theirs"
 
 
 def test_a_deleted_integration_is_not_found_at_once(tenant, provider, reader, django_assert_num_queries):
     integration = IntegrationFactory(tenant=tenant, provider=provider, name="Gone")
     kept(reader, integration, django_assert_num_queries)
     Integration.objects.filter(pk=integration.pk).delete()
-    if POSTGRES:
-        assert forgotten(integration)
     answer = reader.get(f"/api/v1/integrations/{integration.pk}/")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "INTEGRATION_NOT_FOUND"
 
