@@ -17,9 +17,12 @@ What keeps a forgotten copy from being given again:
 - A silent connection is found by a ping every ``PING_SECONDS``; no answer within three of them is a
   lost connection.
 
-Only a change made past the ORM (SQL, ``update()``), which forgets nothing, waits: until the copy ends,
-at most twice the entry's ``timeout`` after the change. Without Redis there is no channel, and nothing is
-kept: every read goes to the shared cache.
+On Redis, only a change made past the ORM (SQL, ``update()``), which forgets nothing, waits: until the
+copy ends, at most twice the entry's ``timeout`` after the change. Without Redis there is no channel, and
+nothing is kept: every read goes to the shared cache.
+
+``PostgresNearCache`` listens to PostgreSQL instead (``LISTEN``), told by triggers on the tables its
+copies are read from: there every write is heard, whoever makes it, when it commits.
 """
 import json
 import logging
@@ -36,7 +39,8 @@ from django_redis.cache import RedisCache
 logger = logging.getLogger("integrations_site.nearcache")
 
 PING_SECONDS = 5.0
-RETRY_SECONDS = 1.0
+RETRY_SECONDS = 1.0  # after a lost connection, doubled after each failure to connect again up to the max
+RETRY_MAX_SECONDS = 30.0
 SUBSCRIBED, FORGET, HEARD = "subscribed", "forget", "heard"
 ALL = "*"  # a forget of this name forgets every copy
 APPLICATION_NAME = "nearcache"  # the listeners' PostgreSQL connections in pg_stat_activity: nearcache:<pid>
@@ -155,10 +159,12 @@ class NearCache:
             self._thread.start()
 
     def _listen(self, pid: int) -> None:
+        retry = RETRY_SECONDS
         while self._pid == pid:
             handle = None
             try:
                 handle, fd = self._connect()
+                retry = RETRY_SECONDS
                 poller = select.poll()
                 poller.register(fd, select.POLLIN)
                 heard = pinged = time.monotonic()
@@ -175,7 +181,7 @@ class NearCache:
                     heard = now
                     self._applying(self._receive, handle, fd)
             except Exception as exc:  # noqa: BLE001 (the listener starts again; meanwhile no copy is given)
-                logger.warning("nearcache.listener.lost channel=%s error=%s", self.channel, exc)
+                logger.warning("nearcache.listener.lost channel=%s error=%s retry_s=%g", self.channel, exc, retry)
             finally:
                 self._socket = None
                 self._drop()
@@ -185,7 +191,8 @@ class NearCache:
                     except Exception:  # noqa: BLE001
                         pass
             if self._pid == pid:
-                time.sleep(RETRY_SECONDS)
+                time.sleep(retry)
+                retry = min(retry * 2, RETRY_MAX_SECONDS)
 
     def _applying(self, read, handle, fd) -> float | None:
         """What ``read(handle)`` gives, applied with ``_busy`` set; the time when it says the server answered."""
