@@ -135,8 +135,8 @@ def forget_written_copies(execute, sql, params, many, context):
     """A database connection's execute wrapper: a write to ``COPIED_TABLES`` made in this process forgets its
     copies before it runs, so this process reads its own writes at once; every other process forgets them
     when the write commits and is notified."""
-    head = sql[:96]
-    if head.startswith(("UPDATE", "INSERT", "DELETE")) and any(table in head for table in COPIED_TABLES):
+    head = sql if sql.startswith("TRUNCATE") else sql[:96]  # a TRUNCATE names many tables
+    if head.startswith(("UPDATE", "INSERT", "DELETE", "TRUNCATE")) and any(table in head for table in COPIED_TABLES):
         INTEGRATION_COPIES.forget([ALL])
     return execute(sql, params, many, context)
 

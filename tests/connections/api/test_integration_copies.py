@@ -118,6 +118,17 @@ def test_another_process_s_integration_update_is_notified(tenant, provider, read
     assert detail(reader, integration)["name"] == "Theirs"
 
 
+def test_another_process_s_truncate_forgets_every_copy(tenant, provider, reader, django_assert_num_queries):
+    integration = IntegrationFactory(tenant=tenant, provider=provider, name="Emptied")
+    Credential.objects.create(tenant=tenant, integration=integration, type="bearer", payload={"token": "t" * 20},
+                              hint="tttt")
+    assert kept(reader, integration, django_assert_num_queries)["credential"]["hint"] == "tttt"
+    elsewhere("TRUNCATE connections_credential CASCADE" if POSTGRES else "DELETE FROM connections_credential", [])
+    if POSTGRES:
+        assert forgotten(integration)
+    assert detail(reader, integration)["credential"] is None
+
+
 def test_a_deleted_integration_is_not_found_at_once(tenant, provider, reader, django_assert_num_queries):
     integration = IntegrationFactory(tenant=tenant, provider=provider, name="Gone")
     kept(reader, integration, django_assert_num_queries)
