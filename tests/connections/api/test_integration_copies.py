@@ -60,17 +60,29 @@ def kept(api, integration, django_assert_num_queries) -> dict:
     return first
 
 
-def elsewhere(sql: str, params: list) -> None:
+def elsewhere(sql: str, params: list, *forgotten_after) -> None:
     """``sql`` run and committed as another process would: on PostgreSQL on a connection Django knows nothing
-    of, so only the notification tells this process; on SQLite (nothing kept) on Django's."""
+    of, so only the notification tells this process (which then no longer holds ``forgotten_after``'s
+    copies); on SQLite (nothing kept) on Django's."""
     if POSTGRES:
         import psycopg
 
         with psycopg.connect(current_database_url(), autocommit=True) as other:
             other.execute(sql, params)
+        for integration in forgotten_after:
+            assert forgotten(integration), integration
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+def kept_with_credential(tenant, provider, reader, django_assert_num_queries):
+    """An integration with a tenant-wide credential (hint ``tttt``), its detail kept here."""
+    integration = IntegrationFactory(tenant=tenant, provider=provider, name="Credentialed")
+    Credential.objects.create(tenant=tenant, integration=integration, type="bearer", payload={"token": "t" * 20},
+                              hint="tttt")
+    assert kept(reader, integration, django_assert_num_queries)["credential"]["hint"] == "tttt"
+    return integration
 
 
 def stored(obj):
@@ -87,13 +99,9 @@ def test_this_process_reads_its_own_update_past_the_orm_at_once(tenant, provider
 
 
 def test_another_process_s_credential_change_is_notified(tenant, provider, reader, django_assert_num_queries):
-    integration = IntegrationFactory(tenant=tenant, provider=provider, name="Raw")
-    Credential.objects.create(tenant=tenant, integration=integration, type="bearer", payload={"token": "t" * 20},
-                              hint="tttt")
-    assert kept(reader, integration, django_assert_num_queries)["credential"]["hint"] == "tttt"
-    elsewhere("UPDATE connections_credential SET hint = %s WHERE integration_id = %s", ["zzzz", stored(integration)])
-    if POSTGRES:
-        assert forgotten(integration)
+    integration = kept_with_credential(tenant, provider, reader, django_assert_num_queries)
+    elsewhere("UPDATE connections_credential SET hint = %s WHERE integration_id = %s", ["zzzz", stored(integration)],
+              integration)
     assert detail(reader, integration)["credential"]["hint"] == "zzzz"
 
 
@@ -103,29 +111,22 @@ def test_another_process_s_provider_change_forgets_every_copy(tenant, provider, 
     kept(reader, one, django_assert_num_queries)
     kept(reader, two, django_assert_num_queries)
     elsewhere("UPDATE catalog_integrationprovider SET display_name = %s WHERE id = %s",
-              ["Renamed provider", stored(provider)])
-    if POSTGRES:
-        assert forgotten(one) and forgotten(two)
+              ["Renamed provider", stored(provider)], one, two)
     assert detail(reader, one)["provider_name"] == detail(reader, two)["provider_name"] == "Renamed provider"
 
 
 def test_another_process_s_integration_update_is_notified(tenant, provider, reader, django_assert_num_queries):
     integration = IntegrationFactory(tenant=tenant, provider=provider, name="Mine")
     kept(reader, integration, django_assert_num_queries)
-    elsewhere("UPDATE connections_integration SET name = %s WHERE id = %s", ["Theirs", stored(integration)])
-    if POSTGRES:
-        assert forgotten(integration)
+    elsewhere("UPDATE connections_integration SET name = %s WHERE id = %s", ["Theirs", stored(integration)],
+              integration)
     assert detail(reader, integration)["name"] == "Theirs"
 
 
 def test_another_process_s_truncate_forgets_every_copy(tenant, provider, reader, django_assert_num_queries):
-    integration = IntegrationFactory(tenant=tenant, provider=provider, name="Emptied")
-    Credential.objects.create(tenant=tenant, integration=integration, type="bearer", payload={"token": "t" * 20},
-                              hint="tttt")
-    assert kept(reader, integration, django_assert_num_queries)["credential"]["hint"] == "tttt"
-    elsewhere("TRUNCATE connections_credential CASCADE" if POSTGRES else "DELETE FROM connections_credential", [])
-    if POSTGRES:
-        assert forgotten(integration)
+    integration = kept_with_credential(tenant, provider, reader, django_assert_num_queries)
+    elsewhere("TRUNCATE connections_credential CASCADE" if POSTGRES else "DELETE FROM connections_credential", [],
+              integration)
     assert detail(reader, integration)["credential"] is None
 
 
