@@ -1,4 +1,5 @@
-"""The embedded run's shared cache: Django's file cache, with ``add`` and ``incr`` atomic across processes.
+"""The shared cache: the raw Redis client behind it (``redis_client``), and the embedded run's file cache,
+Django's, with ``add`` and ``incr`` atomic across processes.
 
 Without Redis, the web server's processes and the worker share counters
 (rate limits, usage minute counts) through files. Django's FileBasedCache
@@ -17,9 +18,18 @@ the settings put far above what a run holds (``MAX_ENTRIES``).
 import os
 from contextlib import contextmanager
 
+from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.files import locks
+from django_redis.cache import RedisCache
+
+
+def redis_client(backend=None):
+    """The raw Redis client behind the shared cache (``backend``, when the caller has it), or None when the
+    cache is not Redis."""
+    backend = caches["default"] if backend is None else backend
+    return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
 
 
 class SharedFileCache(FileBasedCache):

@@ -32,9 +32,9 @@ import select
 import threading
 import time
 
-from django.core.cache import caches
 from django.db import connections
-from django_redis.cache import RedisCache
+
+from .cache import redis_client
 
 logger = logging.getLogger("integrations_site.nearcache")
 
@@ -44,11 +44,6 @@ RETRY_MAX_SECONDS = 30.0
 SUBSCRIBED, FORGET, HEARD = "subscribed", "forget", "heard"
 ALL = "*"  # a forget of this name forgets every copy
 APPLICATION_NAME = "nearcache"  # the listeners' PostgreSQL connections in pg_stat_activity: nearcache:<pid>
-
-
-def _redis():
-    backend = caches["default"]
-    return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
 
 
 class NearCache:
@@ -165,6 +160,7 @@ class NearCache:
             try:
                 handle, fd = self._connect()
                 retry = RETRY_SECONDS
+                self._applying(self._connected, handle, fd)
                 poller = select.poll()
                 poller.register(fd, select.POLLIN)
                 heard = pinged = time.monotonic()
@@ -213,13 +209,17 @@ class NearCache:
     # --- the channel: a Redis channel here, PostgreSQL's LISTEN in ``PostgresNearCache`` ---------------------
 
     def _available(self) -> bool:
-        return _redis() is not None
+        return redis_client() is not None
 
     def _connect(self):
         """(handle, file descriptor) of a new connection listening on the channel."""
-        pubsub = _redis().pubsub()
+        pubsub = redis_client().pubsub()
         pubsub.subscribe(self.channel)
         return pubsub, pubsub.connection._sock
+
+    def _connected(self, pubsub):
+        """The events a new connection gives at once: none here (Redis confirms the subscription by a message)."""
+        return ()
 
     def _receive(self, pubsub):
         """The events read off the connection: (SUBSCRIBED, None), (FORGET, names) or (HEARD, None)."""
@@ -236,7 +236,7 @@ class NearCache:
         return ()
 
     def _publish(self, names: list[str]) -> None:
-        client = _redis()
+        client = redis_client()
         if client is not None:
             try:
                 client.publish(self.channel, json.dumps(names))
@@ -259,9 +259,10 @@ class PostgresNearCache(NearCache):
                                            "application_name": f"{APPLICATION_NAME}:{os.getpid()}"})
         conn.autocommit = True
         conn.execute(f"LISTEN {self.channel}")
-        self._drop()
-        self._socket = conn.fileno()  # listening from here on: LISTEN has been answered
         return conn, conn.fileno()
+
+    def _connected(self, conn):
+        return [(SUBSCRIBED, None)]  # listening from here on: LISTEN has been answered
 
     def _receive(self, conn):
         notified = [notify.payload for notify in conn.notifies(timeout=0)]

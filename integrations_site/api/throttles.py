@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache, caches
-from django_redis.cache import RedisCache
 from rest_framework.throttling import BaseThrottle
+
+from integrations_site.cache import redis_client
 
 logger = logging.getLogger("integrations_site.throttles")
 
@@ -73,15 +74,15 @@ def _window(family: str, key: str, now: float | None) -> tuple[int, int, int, st
 def hit(family: str, key: str, now: float | None = None) -> tuple[bool, RateState]:
     """Count one request of ``key`` in ``family``; returns (allowed, state)."""
     limit, period, reset, cache_key = _window(family, key, now)
-    place = _reservations.take(cache_key, limit)
-    if place is None:
-        size = _reservations.size(cache_key, limit)
-        try:
-            count = _count(cache_key, period + 5, size)
-        except Exception:  # the cache being down must not take the API down with it
-            logger.warning("api.ratelimit.cache_unavailable family=%s", family)
-            return True, RateState(limit, limit, reset)
-        place = _reservations.reserved(cache_key, limit, reset, size, count)
+    try:
+        place = _reservations.place(cache_key, limit, reset, lambda size: _count(cache_key, period + 5, size))
+    except Exception:  # the cache being down must not take the API down with it
+        logger.warning("api.ratelimit.cache_unavailable family=%s", family)
+        return True, RateState(limit, limit, reset)
+    return _placed(limit, place, reset)
+
+
+def _placed(limit: int, place: int, reset: int) -> tuple[bool, RateState]:
     return place <= limit, RateState(limit, limit - place, reset)
 
 
@@ -103,9 +104,16 @@ class _Reservations:
         self._held: dict[tuple[str, int], list[int]] = {}  # (window's key, limit) → [last place, places held, reset]
         self._lock = threading.Lock()
 
-    def take(self, cache_key: str, limit: int) -> int | None:
-        """The next place reserved here, a place past the limit when the window is spent, None when a count is
-        to be made."""
+    def place(self, cache_key: str, limit: int, reset: int, count) -> int:
+        """This request's place: the next one reserved here, a place past the limit when the window is known to
+        be spent, else the first of the places ``count(size)`` reserves (it returns the window's count after)."""
+        place = self._take(cache_key, limit)
+        if place is None:
+            size = self._size(cache_key, limit)
+            place = self._reserved(cache_key, limit, reset, size, count(size))
+        return place
+
+    def _take(self, cache_key: str, limit: int) -> int | None:
         with self._lock:
             held = self._held.get((cache_key, limit))
             if held is None:
@@ -116,13 +124,13 @@ class _Reservations:
                 return last - left + 1
             return last if last > limit else None
 
-    def size(self, cache_key: str, limit: int) -> int:
+    def _size(self, cache_key: str, limit: int) -> int:
         """How many places the next count reserves: a share of what the window is known to have left."""
         held = self._held.get((cache_key, limit))
         left = limit - (held[0] if held else 0)
         return max(1, min(settings.RATE_LIMIT_RESERVE_MAX, left // settings.RATE_LIMIT_RESERVE_DIVISOR))
 
-    def reserved(self, cache_key: str, limit: int, reset: int, size: int, count: int) -> int:
+    def _reserved(self, cache_key: str, limit: int, reset: int, size: int, count: int) -> int:
         """Keep the places ``count - size + 1`` … ``count`` just reserved; the first is this request's."""
         with self._lock:
             if len(self._held) >= 4096:
@@ -131,19 +139,8 @@ class _Reservations:
             self._held[(cache_key, limit)] = [count, size - 1, reset]
         return count - size + 1
 
-    def clear(self) -> None:
-        with self._lock:
-            self._held.clear()
-
 
 _reservations = _Reservations()
-
-
-def _redis(backend=None):
-    """The raw Redis client behind the shared cache (``backend``, when the caller has it), or None when the
-    cache is not Redis."""
-    backend = caches["default"] if backend is None else backend
-    return backend.client.get_client(write=True) if isinstance(backend, RedisCache) else None
 
 
 # ``ARGV[2]`` places reserved in the window (INCRBY; the window's first request sets its end: EXPIRE … NX)
@@ -170,7 +167,7 @@ def _count_and_get(client, name: str, timeout: int, size: int, fetch_name: str |
 def _count(cache_key: str, timeout: int, size: int) -> int:
     """The window's count after ``size`` places are reserved: on Redis one round trip (``COUNT_AND_GET``);
     elsewhere ``incr``, or ``add`` to start the count."""
-    client = _redis()
+    client = redis_client()
     if client is not None:
         return _count_and_get(client, cache.make_key(cache_key), timeout, size)[0]
     try:
@@ -187,18 +184,20 @@ def get_and_hit(fetch_key: str, family: str | None, key: str) -> tuple[object, t
     and its rate count are one round trip this way; the throttle then uses the count (``precounted``). A
     place already reserved here is given with the value read alone."""
     backend = caches["default"]  # looked up once (each use of ``cache`` looks it up again)
-    client = _redis(backend) if family in settings.API_RATE_LIMITS else None
+    client = redis_client(backend) if family in settings.API_RATE_LIMITS else None
     if client is None:
         return backend.get(fetch_key), None
     limit, period, reset, cache_key = _window(family, key, None)
-    place = _reservations.take(cache_key, limit)
-    if place is not None:
-        return backend.get(fetch_key), (place <= limit, RateState(limit, limit - place, reset))
-    size = _reservations.size(cache_key, limit)
-    count, value = _count_and_get(client, backend.make_key(cache_key), period + 5, size, backend.make_key(fetch_key))
-    place = _reservations.reserved(cache_key, limit, reset, size, count)
-    kept = None if value is None else backend.client.decode(value)
-    return kept, (place <= limit, RateState(limit, limit - place, reset))
+    name, fetch_name = backend.make_key(cache_key), backend.make_key(fetch_key)
+    fetched = []
+
+    def count_and_get(size: int) -> int:
+        count, value = _count_and_get(client, name, period + 5, size, fetch_name)
+        fetched.append(None if value is None else backend.client.decode(value))
+        return count
+
+    place = _reservations.place(cache_key, limit, reset, count_and_get)
+    return (fetched[0] if fetched else backend.get(fetch_key)), _placed(limit, place, reset)
 
 
 def view_family(view) -> str | None:
